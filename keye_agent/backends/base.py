@@ -1,0 +1,68 @@
+"""Shared behaviour of model backends: the sync wrapper, a default stream, and token counting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine from sync code; refuses to nest inside a running loop (use the async API there)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    raise RuntimeError("called a sync keye-agent API inside a running event loop; await the async variant instead")
+
+
+def approx_token_count(text: str) -> int:
+    """A tokenizer-free estimate (about 4 characters a token), for backends that have no tokenizer."""
+    return (len(text) + 3) // 4
+
+
+class BaseBackend:
+    """Base class of the shipped backends. Subclasses implement :meth:`agenerate` and may override
+    :meth:`astream` (the default streams the whole text as one delta) and :meth:`count_tokens`."""
+
+    name: str = "backend"
+    context_window: int = 32768
+
+    async def agenerate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AssistantTurn:
+        raise NotImplementedError
+
+    async def astream(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AsyncIterator[StreamChunk]:
+        turn = await self.agenerate(messages, tools, settings)
+        if turn.reasoning:
+            yield StreamChunk("reasoning", turn.reasoning)
+        if turn.text:
+            yield StreamChunk("text", turn.text)
+        yield StreamChunk("done", turn=turn)
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> AssistantTurn:
+        """Sync wrapper of :meth:`agenerate`."""
+        return run_sync(self.agenerate(messages, tools, settings or GenerationSettings()))
+
+    def count_tokens(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> int:
+        """Estimated prompt tokens; backends with a tokenizer override this with an exact count."""
+        total = 0
+        for m in messages:
+            total += 4 + approx_token_count(m.text)
+            if m.tool_calls:
+                for c in m.tool_calls:
+                    total += approx_token_count(c.name) + approx_token_count(json.dumps(c.arguments))
+        if tools:
+            total += approx_token_count(json.dumps(list(tools)))
+        return total
