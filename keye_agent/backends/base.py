@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from keye_agent._sync import run_sync
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code; refuses to nest inside a running loop (use the async API there)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    raise RuntimeError("called a sync keye-agent API inside a running event loop; await the async variant instead")
 
 
 def approx_token_count(text: str) -> int:

@@ -1,0 +1,121 @@
+"""`Tool`: a named callable with a JSON Schema for its arguments, and `ToolOutput` for rich results."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from keye_agent.errors import ToolDefinitionError
+from keye_agent.types import ImagePart
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class ToolOutput:
+    """What a tool may return when plain text is not enough: text for the model plus image attachments."""
+
+    content: str
+    attachments: list[ImagePart] = field(default_factory=list)
+
+
+@dataclass
+class Tool:
+    """A tool the model can call.
+
+    ``parameters`` is a JSON Schema (draft 2020-12) of an object; ``fn`` takes the arguments as keywords and may be
+    sync or async. Sync functions run in a worker thread (so timeouts hold and the loop stays responsive) unless
+    ``inline`` is set, for trivial pure functions where a thread hop would cost more than the work.
+
+    Example::
+
+        Tool(name="add", description="Add two integers.",
+             parameters={"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                         "required": ["a", "b"]},
+             fn=lambda a, b: a + b)
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    fn: Callable[..., Any]
+    timeout_s: float | None = 60.0
+    """Wall-clock limit of one attempt; None for no limit."""
+    retries: int = 2
+    """Extra attempts after a transient failure (ToolExecutionError(transient=True) or a timeout)."""
+    mutates_state: bool = False
+    """Changes the world (writes, orders, deletes): such calls run one at a time, in order, and may need approval."""
+    requires_approval: bool | None = None
+    """None: approval is asked for exactly when ``mutates_state`` is set and the agent has an approval callback."""
+    inline: bool = False
+    """Run a sync ``fn`` on the event loop thread: no thread hop, no timeout enforcement."""
+    coerce: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Turns validated JSON arguments into Python values (pydantic models, enums) before the call."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ToolDefinitionError(
+                f"tool name {self.name!r} is not valid: use letters, digits, '_', '.', '-', starting with a letter "
+                "or '_', at most 64 characters"
+            )
+        if not self.description or not self.description.strip():
+            raise ToolDefinitionError(f"tool {self.name!r} has no description; the model needs one to use it")
+        if self.parameters.get("type") != "object":
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: parameters must be a JSON Schema of type 'object', got {self.parameters.get('type')!r}"
+            )
+        try:
+            Draft202012Validator.check_schema(self.parameters)
+        except SchemaError as e:
+            raise ToolDefinitionError(f"tool {self.name!r}: parameters are not a valid JSON Schema: {e.message}") from e
+        if not callable(self.fn):
+            raise ToolDefinitionError(f"tool {self.name!r}: fn is not callable")
+
+    @cached_property
+    def is_async(self) -> bool:
+        fn = self.fn
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        return Draft202012Validator(self.parameters)
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.mutates_state if self.requires_approval is None else self.requires_approval
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The tool in OpenAI function-calling format."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    def __call__(self, **kwargs: Any) -> Any:
+        """Call the underlying function directly (no validation, no retries)."""
+        return self.fn(**kwargs)
+
+
+def render_output(value: Any) -> tuple[str, list[ImagePart]]:
+    """Turn what a tool returned into (text for the model, attachments)."""
+    if isinstance(value, ToolOutput):
+        return value.content, list(value.attachments)
+    if isinstance(value, str):
+        return value, []
+    if value is None:
+        return "", []
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str), []
+    except (TypeError, ValueError):
+        return str(value), []

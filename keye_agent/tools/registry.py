@@ -1,0 +1,244 @@
+"""`ToolRegistry`: holds tools, exports their schemas, validates and dispatches calls.
+
+Every failure of a call becomes a :class:`ToolResult` with ``ok=False`` and an error the model can act on; nothing a
+tool does escapes as an exception (cancellation excepted). Transient faults are retried here, with backoff, before
+the model sees anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import inspect
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from keye_agent._sync import run_sync
+from keye_agent.errors import (
+    KeyeAgentError,
+    ToolApprovalDenied,
+    ToolError,
+    ToolExecutionError,
+    ToolNotFoundError,
+    ToolTimeoutError,
+    ToolValidationError,
+)
+from keye_agent.types import ToolCall, ToolResult
+
+from .base import Tool, render_output
+from .decorator import tool as make_tool
+from .validation import format_validation_errors, sanitize_message
+
+ApprovalCallback = Callable[[Tool, ToolCall], "bool | Awaitable[bool]"]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, ToolTimeoutError) or (isinstance(exc, ToolExecutionError) and exc.transient)
+
+
+class ToolRegistry:
+    """A set of tools, by name.
+
+    Example::
+
+        registry = ToolRegistry([get_weather])
+        results = registry.dispatch_sync([ToolCall(id="1", name="get_weather", arguments={"city": "Paris"})])
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 8.0,
+        max_retry_after_s: float = 30.0,
+        max_concurrency: int = 8,
+    ) -> None:
+        self._tools: dict[str, Tool] = {}
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
+        self.max_concurrency = max_concurrency
+        self._schemas: list[dict[str, Any]] | None = None
+        for t in tools:
+            self.register(t)
+
+    def register(self, item: Tool | Callable[..., Any], *, replace: bool = False) -> Tool:
+        """Add a tool (a :class:`Tool`, or a typed, documented function turned into one by ``@tool``)."""
+        t = item if isinstance(item, Tool) else make_tool(item)
+        if t.name in self._tools and not replace:
+            raise KeyeAgentError(f"a tool named {t.name!r} is already registered", hint="pass replace=True to override it")
+        self._tools[t.name] = t
+        self._schemas = None
+        return t
+
+    def unregister(self, name: str) -> None:
+        self._tools.pop(name, None)
+        self._schemas = None
+
+    def merge(self, other: ToolRegistry, *, replace: bool = False) -> ToolRegistry:
+        for t in other:
+            self.register(t, replace=replace)
+        return self
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolNotFoundError(self._unknown_message(name), tool=name) from None
+
+    def _unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._tools), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        avail = ", ".join(sorted(self._tools)) or "none"
+        return f"unknown tool {name!r}.{hint} Available tools: {avail}."
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """All tools in OpenAI function format (cached until the registry changes)."""
+        if self._schemas is None:
+            self._schemas = [t.openai_schema() for t in self._tools.values()]
+        return self._schemas
+
+    def validate(self, call: ToolCall) -> tuple[Tool, dict[str, Any]]:
+        """The tool and its (coerced) arguments, or a ToolNotFoundError / ToolValidationError."""
+        t = self.get(call.name)
+        args = call.arguments
+        if not isinstance(args, dict):
+            raise ToolValidationError(
+                f"arguments of {t.name!r} must be a JSON object, got {type(args).__name__}", tool=t.name
+            )
+        errors = list(t.validator.iter_errors(args))
+        if errors:
+            message, problems = format_validation_errors(t, errors)
+            raise ToolValidationError(message, tool=t.name, problems=problems)
+        if t.coerce is not None:
+            try:
+                args = t.coerce(args)
+            except ValueError as e:  # pydantic's ValidationError is a ValueError
+                raise ToolValidationError(f"arguments of {t.name!r} are invalid: {e}", tool=t.name) from e
+        return t, args
+
+    async def call(self, call: ToolCall, *, approve: ApprovalCallback | None = None) -> ToolResult:
+        """Validate and run one call; always returns a ToolResult."""
+        start = time.perf_counter()
+        attempts = 0
+        try:
+            t, args = self.validate(call)
+            if approve is not None and t.needs_approval:
+                verdict = approve(t, call)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if not verdict:
+                    raise ToolApprovalDenied(
+                        f"the user did not approve calling {t.name!r}; do not retry it unchanged", tool=t.name
+                    )
+            if t.retries <= 0:
+                attempts = 1
+                value = await self._invoke(t, args)
+            else:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(t.retries + 1),
+                    wait=self._wait,
+                    retry=retry_if_exception(_is_transient),
+                    reraise=True,
+                ):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        value = await self._invoke(t, args)
+            content, attachments = render_output(value)
+            return ToolResult(
+                call_id=call.id, name=call.name, ok=True, content=content, attachments=attachments,
+                duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
+            )
+        except ToolError as e:
+            return self._failure(call, e, start, attempts)
+        except KeyeAgentError as e:
+            return self._failure(call, e, start, attempts)
+        except Exception as e:  # noqa: BLE001 - a tool's own bug goes back to the model as its type and message
+            return self._failure(call, e, start, attempts)
+
+    def _failure(self, call: ToolCall, e: BaseException, start: float, attempts: int) -> ToolResult:
+        if isinstance(e, KeyeAgentError):
+            msg = str(e)
+        else:
+            msg = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if attempts > 1:
+            msg += f" (after {attempts} attempts)"
+        return ToolResult(
+            call_id=call.id, name=call.name, ok=False, error=sanitize_message(msg), error_type=type(e).__name__,
+            duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = min(self.backoff_max_s, self.backoff_base_s * 2 ** (state.attempt_number - 1))
+        backoff *= 0.5 + random.random() / 2  # jitter: concurrent clients should not retry in lockstep
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            backoff = max(backoff, min(float(retry_after), self.max_retry_after_s))
+        return backoff
+
+    async def _invoke(self, t: Tool, args: dict[str, Any]) -> Any:
+        if t.is_async:
+            aw = t.fn(**args)
+        elif t.inline:
+            return t.fn(**args)
+        else:
+            aw = asyncio.to_thread(t.fn, **args)
+        if t.timeout_s is None:
+            return await aw
+        try:
+            return await asyncio.wait_for(aw, t.timeout_s)
+        except TimeoutError:
+            raise ToolTimeoutError(
+                f"tool {t.name!r} did not finish within {t.timeout_s:g} s", tool=t.name, timeout_s=t.timeout_s
+            ) from None
+
+    async def dispatch(self, calls: Sequence[ToolCall], *, approve: ApprovalCallback | None = None) -> list[ToolResult]:
+        """Run the calls of one model turn; results in the order of the calls.
+
+        Calls to tools that do not mutate state run concurrently; a state-changing call is a barrier, run alone, in
+        its place in the order, so the model's intended sequence of writes is kept.
+        """
+        if len(calls) == 1:
+            return [await self.call(calls[0], approve=approve)]
+        results: list[ToolResult | None] = [None] * len(calls)
+        sem = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                results[i] = await self.call(calls[i], approve=approve)
+
+        batch: list[int] = []
+        for i, c in enumerate(calls):
+            t = self._tools.get(c.name)
+            if t is not None and t.mutates_state:
+                if batch:
+                    await asyncio.gather(*(one(j) for j in batch))
+                    batch = []
+                await one(i)
+            else:
+                batch.append(i)
+        if batch:
+            await asyncio.gather(*(one(j) for j in batch))
+        return [r for r in results if r is not None]
+
+    def dispatch_sync(self, calls: Sequence[ToolCall], *, approve: ApprovalCallback | None = None) -> list[ToolResult]:
+        return run_sync(self.dispatch(calls, approve=approve))
