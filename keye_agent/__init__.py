@@ -1,3 +1,85 @@
-"""keye-agent: an agent framework around Kuaishou's Keye-VL-2.0."""
+"""keye-agent: an agent framework around Kuaishou's Keye-VL-2.0.
+
+Public names are imported lazily (PEP 562), so ``import keye_agent`` is cheap and pulls in none of torch, docker or
+xgrammar; each name loads its subpackage on first use.
+
+Example::
+
+    from keye_agent import Agent, OpenAIBackend, tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        '''Add two integers.
+
+        Args:
+            a: The first number.
+            b: The second number.
+        '''
+        return a + b
+
+    agent = Agent(OpenAIBackend("qwen3", base_url="http://localhost:8000/v1"), tools=[add])
+    print(agent.run("What is 2 + 40?").final_answer)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Agent": "keye_agent.agent",
+    "AssistantTurn": "keye_agent.types",
+    "ContextPolicy": "keye_agent.agent",
+    "GenerationSettings": "keye_agent.types",
+    "KeyeAgentError": "keye_agent.errors",
+    "Message": "keye_agent.types",
+    "OpenAIBackend": "keye_agent.backends.openai",
+    "RunResult": "keye_agent.types",
+    "ScriptedBackend": "keye_agent.backends.scripted",
+    "Tool": "keye_agent.tools",
+    "ToolCall": "keye_agent.types",
+    "ToolOutput": "keye_agent.tools",
+    "ToolRegistry": "keye_agent.tools",
+    "ToolResult": "keye_agent.types",
+    "Trajectory": "keye_agent.types",
+    "Usage": "keye_agent.types",
+    "parse_tool_calls": "keye_agent.backends.parsing",
+    "tool": "keye_agent.tools",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keye_agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from keye_agent.agent import Agent, ContextPolicy
+    from keye_agent.backends.openai import OpenAIBackend
+    from keye_agent.backends.parsing import parse_tool_calls
+    from keye_agent.backends.scripted import ScriptedBackend
+    from keye_agent.errors import KeyeAgentError
+    from keye_agent.tools import Tool, ToolOutput, ToolRegistry, tool
+    from keye_agent.types import (
+        AssistantTurn,
+        GenerationSettings,
+        Message,
+        RunResult,
+        ToolCall,
+        ToolResult,
+        Trajectory,
+        Usage,
+    )

@@ -91,6 +91,52 @@ class Message(BaseModel):
         return cls(role="tool", tool_call_id=call_id, name=name, content=content)
 
 
+class MessageList(list):  # type: ignore[type-arg]
+    """A list of messages that counts its changes other than appends in ``revision``, so a backend can count the
+    tokens of a growing conversation incrementally and still notice when older messages were replaced or removed."""
+
+    revision = 0
+
+    def _bump(self) -> None:
+        self.revision += 1
+
+    def __setitem__(self, i: Any, v: Any) -> None:
+        self._bump()
+        super().__setitem__(i, v)
+
+    def __delitem__(self, i: Any) -> None:
+        self._bump()
+        super().__delitem__(i)
+
+    def insert(self, i: Any, v: Any) -> None:
+        self._bump()
+        super().insert(i, v)
+
+    def pop(self, i: Any = -1) -> Any:
+        self._bump()
+        return super().pop(i)
+
+    def remove(self, v: Any) -> None:
+        self._bump()
+        super().remove(v)
+
+    def clear(self) -> None:
+        self._bump()
+        super().clear()
+
+    def sort(self, *a: Any, **k: Any) -> None:
+        self._bump()
+        super().sort(*a, **k)
+
+    def reverse(self) -> None:
+        self._bump()
+        super().reverse()
+
+    def __iadd__(self, other: Any) -> MessageList:
+        self.extend(other)
+        return self
+
+
 class ToolResult(BaseModel):
     """What a tool call produced. On failure ``ok`` is False and ``error`` says what went wrong."""
 

@@ -83,7 +83,7 @@ class Tool:
     @cached_property
     def is_async(self) -> bool:
         fn = self.fn
-        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
     @cached_property
     def validator(self) -> Draft202012Validator:

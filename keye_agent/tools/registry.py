@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from keye_agent._sync import run_sync
 from keye_agent.errors import (
@@ -32,6 +34,9 @@ from keye_agent.types import ToolCall, ToolResult
 from .base import Tool, render_output
 from .decorator import tool as make_tool
 from .validation import format_validation_errors, sanitize_message
+
+# one pool for the process: a fresh default executor per run would start new threads every time
+_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="keye-tool")
 
 ApprovalCallback = Callable[[Tool, ToolCall], "bool | Awaitable[bool]"]
 
@@ -149,18 +154,26 @@ class ToolRegistry:
                     raise ToolApprovalDenied(
                         f"the user did not approve calling {t.name!r}; do not retry it unchanged", tool=t.name
                     )
-            if t.retries <= 0:
-                attempts = 1
+            attempts = 1
+            try:
                 value = await self._invoke(t, args)
-            else:
+            except (ToolExecutionError, ToolTimeoutError) as first:
+                # the common path pays nothing for retries; tenacity takes over after a transient failure
+                if t.retries <= 0 or not _is_transient(first):
+                    raise
+                first_wait = self._wait_for(first, 1)
                 async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(t.retries + 1),
-                    wait=self._wait,
+                    stop=stop_after_attempt(t.retries),
+                    wait=lambda state: self._wait_for(state.outcome.exception() if state.outcome else None,
+                                                      state.attempt_number + 1),
                     retry=retry_if_exception(_is_transient),
+                    before=lambda state: None,
                     reraise=True,
                 ):
                     with attempt:
-                        attempts = attempt.retry_state.attempt_number
+                        if attempt.retry_state.attempt_number == 1:
+                            await asyncio.sleep(first_wait)
+                        attempts = attempt.retry_state.attempt_number + 1
                         value = await self._invoke(t, args)
             content, attachments = render_output(value)
             return ToolResult(
@@ -186,9 +199,10 @@ class ToolRegistry:
             duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
         )
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = min(self.backoff_max_s, self.backoff_base_s * 2 ** (state.attempt_number - 1))
+    def _wait_for(self, exc: BaseException | None, attempt_number: int) -> float:
+        """Seconds to wait after failed attempt ``attempt_number`` (1-based): exponential with jitter, at least
+        the server's Retry-After when it gave one (capped)."""
+        backoff = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt_number - 1))
         backoff *= 0.5 + random.random() / 2  # jitter: concurrent clients should not retry in lockstep
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
@@ -201,7 +215,7 @@ class ToolRegistry:
         elif t.inline:
             return t.fn(**args)
         else:
-            aw = asyncio.to_thread(t.fn, **args)
+            aw = asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(t.fn, **args))
         if t.timeout_s is None:
             return await aw
         try:
