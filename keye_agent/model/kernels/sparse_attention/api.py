@@ -1,0 +1,73 @@
+"""Public Triton sparse attention: checks the inputs, then picks the decode, block-union or per-query path."""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from keye_agent.model.kernels._checks import check_dims, check_idx
+from keye_agent.model.kernels.sparse_attention.block_union import block_queries, build_union, launch_block_union
+from keye_agent.model.kernels.sparse_attention.per_query import launch_per_query
+
+__all__ = ["sparse_attention", "UNION_RATIO", "DECODE_ROWS"]
+
+UNION_RATIO = 4
+"""Use the block-union kernel when a block's union averages at most this many times K keys."""
+DECODE_ROWS = 64
+"""At most this many queries (B x T) take the split decode path and never build unions."""
+CHUNK_BITMAP_BYTES = 256 << 20
+"""Upper bound of the per-chunk union bitmap."""
+
+
+def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> None:
+    """Raise ValueError quoting the shapes unless q [B,T,Hq,D], k/v [B,S,Hkv,D], idx [B,T,K] int32 agree."""
+    check_dims("q", q, 4, "[B, T, Hq, D]")
+    check_dims("k", k, 4, "[B, S, Hkv, D]")
+    check_dims("v", v, 4, "[B, S, Hkv, D]")
+    B, T, Hq, D = q.shape
+    if k.shape != v.shape or k.shape[0] != B or k.shape[3] != D:
+        raise ValueError(f"k and v must both be [B={B}, S, Hkv, D={D}], got {tuple(k.shape)} and {tuple(v.shape)}")
+    if Hq % k.shape[2]:
+        raise ValueError(f"query heads {Hq} must be a multiple of KV heads {k.shape[2]}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    check_idx(idx, B, T)
+
+
+def sparse_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, scale: float, path: str = "auto"
+) -> torch.Tensor:
+    """Triton sparse GQA attention: q [B,T,Hq,D], k/v [B,S,Hkv,D] (strided views allowed), idx [B,T,K] int32.
+
+    Returns [B, T, Hq, D] in q's dtype. ``path`` forces "per_query" or "union" (benchmarks); "auto" takes the
+    split per-query kernel for decode-sized calls, else builds each chunk's block unions and uses them when they
+    are small enough (at most UNION_RATIO x K keys per block on average), the per-query gather otherwise.
+    """
+    check_attention_inputs(q, k, v, idx)
+    if path not in ("auto", "per_query", "union"):
+        raise ValueError(f"path must be 'auto', 'per_query' or 'union', got {path!r}")
+    B, T, Hq, D = q.shape
+    S, K = k.shape[1], idx.shape[2]
+    out = torch.empty_like(q)
+    if B * T == 0:
+        return out
+    if K == 0:
+        return out.zero_()
+    if path == "per_query" or (path == "auto" and B * T <= DECODE_ROWS):
+        # spread few queries over about 256 programs
+        nsplit = max(1, 256 // (B * T * k.shape[2])) if B * T <= DECODE_ROWS else 1
+        launch_per_query(q, k, v, idx, scale, out, nsplit=nsplit)
+        return out
+    bq = block_queries(Hq // k.shape[2])
+    chunk = max(bq, (CHUNK_BITMAP_BYTES // max(1, 4 * B * S)) // bq * bq)
+    bitmap = torch.empty(B * triton.cdiv(min(chunk, T), bq) * S, dtype=torch.int32, device=q.device)
+    for q0 in range(0, T, chunk):
+        rows = min(chunk, T - q0)
+        union = build_union(idx, q0, rows, S, bq, bitmap)
+        if path == "auto":
+            blocks = union[2].numel()
+            if int(union[2].sum()) > UNION_RATIO * K * blocks:
+                launch_per_query(q[:, q0:q0 + rows], k, v, idx[:, q0:q0 + rows], scale, out[:, q0:q0 + rows])
+                continue
+        launch_block_union(q, k, v, union, q0, bq, scale, out)
+    return out
