@@ -101,33 +101,35 @@ class DropOldSteps:
     """Remove whole old steps (the assistant turn and its tool results), leaving one note in their place."""
 
     def __call__(self, conv: Conversation, budget: int, first: int, keep_recent: int) -> list[str]:
-        dropped = 0
         note_at = first
-        # an earlier note of ours sits right after the protected head: fold new drops into it
-        if note_at < len(conv.messages) and conv.messages[note_at].text.startswith("[context note:"):
-            prev = conv.messages[note_at].text
-            dropped = int(prev.split("[context note: ")[1].split(" ")[0])
-            start = note_at + 1
-        else:
-            start = note_at
+        has_note = note_at < len(conv.messages) and conv.messages[note_at].text.startswith(_NOTE_PREFIX)
+        dropped = int(conv.messages[note_at].text[len(_NOTE_PREFIX):].split(" ")[0]) if has_note else 0
+        if not has_note:
+            # the note takes room too: put it in first, so the loop below makes space for it
+            conv.insert(note_at, _drop_note(0))
         removed_now = 0
         while conv.total > budget:
-            starts = [i for i in conv.step_starts() if i >= start]
-            if len(starts) <= keep_recent or len(starts) < 2:
+            starts = [i for i in conv.step_starts() if i > note_at]
+            if len(starts) <= max(keep_recent, 1):
                 break
             conv.delete(starts[0], starts[1])
             removed_now += 1
         if not removed_now:
+            if not has_note:
+                conv.delete(note_at, note_at + 1)
             return []
-        note = Message.user(
-            f"[context note: {dropped + removed_now} earlier steps were removed to fit the context window; "
-            "they are kept in the trajectory. Continue from the steps below.]"
-        )
-        if start == note_at + 1:
-            conv.replace(note_at, note)
-        else:
-            conv.insert(note_at, note)
+        conv.replace(note_at, _drop_note(dropped + removed_now))
         return [f"removed {removed_now} old steps ({dropped + removed_now} in all) to fit the context window"]
+
+
+_NOTE_PREFIX = "[context note: "
+
+
+def _drop_note(n: int) -> Message:
+    return Message.user(
+        f"{_NOTE_PREFIX}{n} earlier steps were removed to fit the context window; they are kept in the trajectory. "
+        "Continue from the steps below.]"
+    )
 
 
 @dataclass
