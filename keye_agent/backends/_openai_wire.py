@@ -1,0 +1,289 @@
+"""The OpenAI chat-completions wire format: our messages out, the server's answer (whole or as SSE deltas) in.
+
+Kept apart from the HTTP client in :mod:`keye_agent.backends.openai` so that it can be read and tested alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keye_agent.errors import ModelError
+from keye_agent.types import (
+    AssistantTurn,
+    FinishReason,
+    GenerationSettings,
+    ImagePart,
+    Message,
+    TextPart,
+    ToolCall,
+    Usage,
+    VideoPart,
+)
+
+from .parsing import CLOSE, OPEN, THINK_CLOSE, THINK_OPEN, coerce_arguments, parse_tool_calls
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop", "eos": "stop", "tool_calls": "tool_calls", "function_call": "tool_calls", "length": "length",
+    "content_filter": "error", "error": "error", "abort": "cancelled", "cancelled": "cancelled",
+}
+
+
+def image_url(part: ImagePart) -> str:
+    """An ``image_url`` value: http(s) and data URLs as they are; inline data and local files as data URLs."""
+    if part.data:
+        return f"data:{part.mime_type};base64,{part.data}"
+    url = part.url or ""
+    if url.startswith(("http://", "https://", "data:")):
+        return url
+    path = Path(url.removeprefix("file://"))
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read image {str(path)!r} for the request: {e.strerror}",
+                         hint="give an existing file, an http(s) URL or inline base64 data") from e
+    mime = mimetypes.guess_type(path.name)[0] or part.mime_type
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+
+
+def _parts(content: str | list[Any] | None) -> str | list[dict[str, Any]] | None:
+    if content is None or isinstance(content, str):
+        return content
+    if all(isinstance(p, TextPart) for p in content):
+        return "".join(p.text for p in content)
+    out: list[dict[str, Any]] = []
+    for p in content:
+        if isinstance(p, TextPart):
+            out.append({"type": "text", "text": p.text})
+        elif isinstance(p, ImagePart):
+            out.append({"type": "image_url", "image_url": {"url": image_url(p)}})
+        elif isinstance(p, VideoPart):
+            out.append({"type": "video_url", "video_url": {"url": p.url}})  # vLLM / SGLang extension
+    return out
+
+
+def to_wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Our messages as OpenAI chat messages. Tool messages carry text only on the wire, so images a tool returned
+    follow the run of tool messages in one user message (a user message between tool messages is refused)."""
+    wire: list[dict[str, Any]] = []
+    pending_images: list[dict[str, Any]] = []
+
+    def flush_images() -> None:
+        if pending_images:
+            wire.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
+                                                     *pending_images]})
+            pending_images.clear()
+
+    for m in messages:
+        if m.role != "tool":
+            flush_images()
+        if m.role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant", "content": _parts(m.content) or None}
+            if m.tool_calls:
+                msg["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                    for c in m.tool_calls
+                ]
+            wire.append(msg)
+        elif m.role == "tool":
+            content = m.content
+            if isinstance(content, list):
+                pending_images.extend(
+                    {"type": "image_url", "image_url": {"url": image_url(p)}}
+                    for p in content if isinstance(p, ImagePart))
+                content = m.text
+            wire.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": content or ""})
+        else:
+            msg = {"role": m.role, "content": _parts(m.content) or ""}
+            if m.name:
+                msg["name"] = m.name
+            wire.append(msg)
+    flush_images()
+    return wire
+
+
+def tool_choice_wire(choice: str) -> str | dict[str, Any]:
+    """"auto", "required", "none", or the name of the one tool that must be called."""
+    if choice in ("auto", "required", "none"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+def request_body(
+    model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings,
+    *, stream: bool, extra_body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": to_wire_messages(messages),
+        "max_tokens": settings.max_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if settings.stop:
+        body["stop"] = list(settings.stop)
+    if settings.seed is not None:
+        body["seed"] = settings.seed
+    # not in OpenAI's API, understood by vLLM, SGLang and llama.cpp; sent only when they change anything
+    if settings.top_k > 0:
+        body["top_k"] = settings.top_k
+    if settings.repetition_penalty != 1.0:
+        body["repetition_penalty"] = settings.repetition_penalty
+    if settings.enable_thinking is not None:
+        body["chat_template_kwargs"] = {"enable_thinking": settings.enable_thinking}
+    if tools:
+        body["tools"] = list(tools)
+        body["tool_choice"] = tool_choice_wire(settings.tool_choice)
+    if extra_body:
+        body.update(extra_body)
+    return body
+
+
+@dataclass
+class _CallAcc:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+    args_obj: dict[str, Any] | None = None  # servers that send an object, against the spec
+
+
+@dataclass
+class TurnBuilder:
+    """Collects a whole message or its stream deltas and builds the :class:`AssistantTurn`."""
+
+    tools_offered: bool
+    parse_text: bool = True
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    calls: dict[int, _CallAcc] = field(default_factory=dict)
+    finish: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    def add_message(self, msg: dict[str, Any]) -> None:
+        self.add_delta(msg)
+
+    def add_delta(self, delta: dict[str, Any]) -> tuple[str, str]:
+        """Take one delta (or a whole message); return its (text, reasoning) pieces."""
+        text = delta.get("content") or ""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if not isinstance(text, str):
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        if text:
+            self.content.append(text)
+        if isinstance(reasoning, str) and reasoning:
+            self.reasoning.append(reasoning)
+        for pos, tc in enumerate(delta.get("tool_calls") or []):
+            idx = tc.get("index", pos) if isinstance(tc.get("index", pos), int) else pos
+            acc = self.calls.setdefault(idx, _CallAcc())
+            acc.id = tc.get("id") or acc.id
+            fn = tc.get("function") or {}
+            acc.name += fn.get("name") or ""
+            args = fn.get("arguments")
+            if isinstance(args, dict):
+                acc.args_obj = args
+            elif isinstance(args, str):
+                acc.arguments += args
+        return text, reasoning if isinstance(reasoning, str) else ""
+
+    def add_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self.usage = Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                               completion_tokens=int(usage.get("completion_tokens") or 0))
+
+    def build(self) -> AssistantTurn:
+        text = "".join(self.content)
+        reasoning = "".join(self.reasoning).strip() or None
+        calls: list[ToolCall] = []
+        errors: list[str] = []
+        raw_calls: list[str] = []
+        for n, (_, acc) in enumerate(sorted(self.calls.items())):
+            label = f"tool call {n + 1} from the server ({acc.name or 'no name'!r}, id {acc.id or '?'})"
+            raw_calls.append(f'{OPEN}\n{{"name": {json.dumps(acc.name)}, "arguments": '
+                             f"{acc.arguments or json.dumps(acc.args_obj or {})}}}\n{CLOSE}")
+            if not acc.name:
+                errors.append(f"{label}: the call has no function name")
+                continue
+            args, why = coerce_arguments(acc.args_obj if acc.args_obj is not None else acc.arguments)
+            if args is None:
+                errors.append(f"{label}: {why}")
+                continue
+            calls.append(ToolCall(id=acc.id or f"call_{n}", name=acc.name, arguments=args))
+        raw = text + ("\n" if text and raw_calls else "") + "\n".join(raw_calls)
+        if self.parse_text and (self.tools_offered or THINK_OPEN in text or THINK_CLOSE in text):
+            parsed = parse_tool_calls(text, allow_untagged=self.tools_offered and not self.calls)
+            text, reasoning = parsed.text, reasoning or parsed.reasoning
+            taken = {c.id for c in calls}
+            for c in parsed.tool_calls:
+                calls.append(c if c.id not in taken else c.model_copy(update={"id": f"call_{len(calls)}"}))
+            errors.extend(parsed.errors)
+        finish = _FINISH.get(self.finish or "stop", "stop")
+        if calls and finish == "stop":
+            finish = "tool_calls"  # servers without a tool parser say "stop"
+        return AssistantTurn(text=text, reasoning=reasoning, tool_calls=calls, usage=self.usage,
+                             finish_reason=finish, parse_errors=errors, raw=raw or None)
+
+
+class DeltaRouter:
+    """Routes streamed content deltas from servers that leave the Qwen markup in the text: a leading
+    ``<think>...</think>`` goes out as reasoning, and nothing from the first ``<tool_call>`` on is shown as text
+    (the final turn carries the parsed calls). Holds back a partial tag split across deltas."""
+
+    _TAGS = (THINK_OPEN, THINK_CLOSE, OPEN)
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._state = "start"  # start -> think -> text -> calls
+
+    def feed(self, piece: str) -> list[tuple[str, str]]:
+        self._buf += piece
+        out: list[tuple[str, str]] = []
+        while self._buf:
+            if self._state == "start":
+                stripped = self._buf.lstrip()
+                if stripped.startswith(THINK_OPEN):
+                    self._buf, self._state = stripped[len(THINK_OPEN):], "think"
+                elif stripped and not THINK_OPEN.startswith(stripped[: len(THINK_OPEN)]):
+                    self._state = "text"
+                else:
+                    break
+            elif self._state == "calls":
+                self._buf = ""
+            else:
+                tag = THINK_CLOSE if self._state == "think" else OPEN
+                kind = "reasoning" if self._state == "think" else "text"
+                at = self._buf.find(tag)
+                if at >= 0:
+                    if self._buf[:at]:
+                        out.append((kind, self._buf[:at]))
+                    self._buf = self._buf[at + len(tag):]
+                    self._state = "text" if self._state == "think" else "calls"
+                    continue
+                keep = _partial_suffix(self._buf, tag)
+                if len(self._buf) > keep:
+                    out.append((kind, self._buf[: len(self._buf) - keep]))
+                    self._buf = self._buf[len(self._buf) - keep:]
+                break
+        return out
+
+    def flush(self) -> list[tuple[str, str]]:
+        rest, self._buf = self._buf, ""
+        if not rest or self._state == "calls":
+            return []
+        return [("reasoning" if self._state == "think" else "text", rest)]
+
+
+def _partial_suffix(buf: str, tag: str) -> int:
+    """Length of the longest suffix of ``buf`` that could be the start of ``tag``."""
+    for k in range(min(len(tag) - 1, len(buf)), 0, -1):
+        if tag.startswith(buf[-k:]):
+            return k
+    return 0

@@ -1,0 +1,342 @@
+"""`OpenAIBackend`: any OpenAI-compatible ``/v1/chat/completions`` server (vLLM, SGLang, llama.cpp, Ollama,
+LM Studio, OpenAI itself) over httpx, with tools, SSE streaming, retries and timeouts.
+
+    backend = OpenAIBackend("Qwen/Qwen3-8B", base_url="http://localhost:8000/v1")
+    turn = backend.generate([Message.user("What is 2+2?")])
+
+Retries (with exponential backoff and jitter) cover HTTP 429 (honouring ``Retry-After``), 5xx, connection errors
+and timeouts; a stream is retried only while nothing of it has been passed on. Whatever retries cannot fix is a
+:class:`~keye_agent.errors.BackendConnectionError` (or :class:`~keye_agent.errors.ContextWindowError` when the
+server says the prompt is too long). Malformed tool-call arguments from the server never raise: they land in
+``AssistantTurn.parse_errors`` for the planner loop to send back to the model. The API key is registered as a
+secret, so it never appears in an error or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from keye_agent.errors import BackendConnectionError, ContextWindowError, redact, register_secret
+from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk
+
+from ._openai_wire import DeltaRouter, TurnBuilder, request_body
+from .base import BaseBackend, run_sync
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
+
+
+class _Retryable(Exception):
+    """One failed attempt that may be retried; ``error`` is what to raise when no attempt is left."""
+
+    def __init__(self, error: BackendConnectionError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class OpenAIBackend(BaseBackend):
+    """A model behind an OpenAI-compatible chat-completions endpoint.
+
+    Args:
+        model: the model name the server knows.
+        base_url: the API root, ending in ``/v1`` (``/chat/completions`` is appended).
+        api_key: the bearer token; None reads ``OPENAI_API_KEY``; local servers usually need none.
+        timeout: seconds to wait for the server (connect, and between bytes of the answer).
+        max_retries: further attempts after the first, for 429, 5xx, connection errors and timeouts.
+        context_window: the model's context length in tokens, for the planner loop's budgeting.
+        headers: extra HTTP headers sent with every request.
+        extra_body: extra fields merged into every request body (server-specific options).
+        backoff_s: the first retry delay; it doubles per attempt (with jitter) up to ``max_backoff_s``.
+        max_backoff_s: the longest wait between attempts, ``Retry-After`` included.
+        parse_text_tool_calls: also parse ``<tool_call>``/``<think>`` markup the server left in the text (servers
+            started without a tool-call parser).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        context_window: int = 32768,
+        headers: dict[str, str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        parse_text_tool_calls: bool = True,
+    ) -> None:
+        self.model = model
+        self.name = model
+        self.context_window = context_window
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.extra_body = dict(extra_body or {})
+        self.parse_text_tool_calls = parse_text_tool_calls
+        base = base_url.rstrip("/")
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
+        if key:
+            register_secret(key)
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, url={self.url!r})"
+
+    # -- client lifetime: an httpx client belongs to the event loop it first ran on --------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        hit = self._clients.get(id(loop))
+        if hit is not None and hit[0] is loop and not hit[1].is_closed:
+            return hit[1]
+        # forget clients of loops that are gone (asyncio.run per sync call); their sockets died with the loop
+        self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
+        client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), headers=self._headers)
+        self._clients[id(loop)] = (loop, client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running event loop."""
+        hit = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if hit is not None:
+            await hit[1].aclose()
+
+    async def __aenter__(self) -> OpenAIBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> AssistantTurn:
+        """Sync wrapper of :meth:`agenerate` (its own event loop, closed with its client)."""
+
+        async def once() -> AssistantTurn:
+            try:
+                return await self.agenerate(messages, tools, settings or GenerationSettings())
+            finally:
+                await self.aclose()
+
+        return run_sync(once())
+
+    # -- the protocol ------------------------------------------------------------------------------------------
+
+    async def agenerate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AssistantTurn:
+        body = request_body(self.model, messages, tools, settings, stream=False, extra_body=self.extra_body)
+        data = await self._with_retries(lambda: self._post_once(body))
+        choices = data.get("choices") or []
+        if not choices or not isinstance(choices[0], dict):
+            raise BackendConnectionError(redact(f"{self.url} answered without choices: {_short(json.dumps(data))}"))
+        builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
+        builder.add_message(choices[0].get("message") or {})
+        builder.finish = choices[0].get("finish_reason")
+        builder.add_usage(data.get("usage"))
+        return builder.build()
+
+    async def astream(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AsyncIterator[StreamChunk]:
+        body = request_body(self.model, messages, tools, settings, stream=True, extra_body=self.extra_body)
+        attempt = 0
+        while True:
+            builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
+            router = DeltaRouter()
+            yielded = 0
+            try:
+                async for kind, text in self._stream_once(body, builder):
+                    for k, piece in router.feed(text) if kind == "text" else [(kind, text)]:
+                        yielded += 1
+                        yield StreamChunk(k, piece)  # type: ignore[arg-type]
+                for k, piece in router.flush():
+                    yield StreamChunk(k, piece)  # type: ignore[arg-type]
+                yield StreamChunk("done", turn=builder.build())
+                return
+            except _Retryable as r:
+                if yielded:
+                    raise BackendConnectionError(
+                        redact(f"{r.error} (the stream had already delivered {yielded} piece(s); not retried)"),
+                        status_code=r.error.status_code,
+                    ) from None
+                if attempt >= self.max_retries:
+                    raise self._final(r, attempt) from None
+                await self._sleep(attempt, r)
+                attempt += 1
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+
+    async def _with_retries(self, once: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await once()
+            except _Retryable as r:
+                if attempt >= self.max_retries:
+                    raise self._final(r, attempt) from None
+                await self._sleep(attempt, r)
+                attempt += 1
+
+    def _final(self, r: _Retryable, attempt: int) -> BackendConnectionError:
+        tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
+        return BackendConnectionError(f"{r.error} (gave up after {tries})", status_code=r.error.status_code,
+                                      hint=r.error.hint)
+
+    async def _sleep(self, attempt: int, r: _Retryable) -> None:
+        if r.retry_after is not None:
+            delay = min(max(r.retry_after, 0.0), self.max_backoff_s)
+        else:
+            delay = min(self.backoff_s * 2**attempt, self.max_backoff_s) * (0.5 + random.random() / 2)
+        log.warning("%s; retry %d of %d in %.2f s", redact(str(r.error)), attempt + 1, self.max_retries, delay)
+        await asyncio.sleep(delay)
+
+    async def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = await self._client().post(self.url, json=body)
+        except httpx.TimeoutException as e:
+            raise _Retryable(self._timeout_error(e)) from None
+        except httpx.TransportError as e:
+            raise _Retryable(self._transport_error(e)) from None
+        if resp.status_code != 200:
+            self._raise_for_status(resp.status_code, resp.headers, resp.text)
+        try:
+            data = resp.json()
+        except ValueError:
+            raise BackendConnectionError(
+                redact(f"{self.url} answered HTTP 200 with a body that is not JSON: {_short(resp.text)}"),
+                status_code=200) from None
+        if not isinstance(data, dict):
+            raise BackendConnectionError(redact(f"{self.url} answered with JSON that is not an object"))
+        if "error" in data and "choices" not in data:
+            raise BackendConnectionError(redact(f"{self.url} answered with an error: {_error_text(data)}"))
+        return data
+
+    async def _stream_once(self, body: dict[str, Any], builder: TurnBuilder) -> AsyncIterator[tuple[str, str]]:
+        """Yield ("text" | "reasoning", piece) as SSE events arrive; fill ``builder``."""
+        events = 0
+        done = False
+        try:
+            async with self._client().stream("POST", self.url, json=body,
+                                             headers={"Accept": "text/event-stream"}) as resp:
+                if resp.status_code != 200:
+                    text = (await resp.aread()).decode("utf-8", "replace")
+                    self._raise_for_status(resp.status_code, resp.headers, text)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, ": keep-alive" comments, "event:" names
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = json.loads(payload)
+                    except ValueError:
+                        raise BackendConnectionError(
+                            redact(f"{self.url} sent a stream event that is not JSON: {_short(payload)}")) from None
+                    if "error" in chunk and not chunk.get("choices"):
+                        raise BackendConnectionError(redact(f"{self.url} failed mid-stream: {_error_text(chunk)}"))
+                    events += 1
+                    builder.add_usage(chunk.get("usage"))
+                    for choice in chunk.get("choices") or []:
+                        if choice.get("index", 0) != 0:
+                            continue
+                        text, reasoning = builder.add_delta(choice.get("delta") or {})
+                        builder.finish = choice.get("finish_reason") or builder.finish
+                        if reasoning:
+                            yield "reasoning", reasoning
+                        if text:
+                            yield "text", text
+        except httpx.TimeoutException as e:
+            raise _Retryable(self._timeout_error(e, events)) from None
+        except httpx.TransportError as e:
+            raise _Retryable(self._transport_error(e, events)) from None
+        if not done and builder.finish is None:
+            raise _Retryable(BackendConnectionError(redact(
+                f"the stream from {self.url} was cut after {events} event(s): the connection closed before "
+                "the server sent a finish_reason or [DONE]")))
+
+    # -- errors ----------------------------------------------------------------------------------------------
+
+    def _raise_for_status(self, status: int, headers: httpx.Headers, text: str) -> None:
+        detail = _short(_error_text(_json_or_text(text)))
+        msg = redact(f"{self.url} answered HTTP {status} for model {self.model!r}: {detail}")
+        if status in _RETRY_STATUS or status >= 500:
+            raise _Retryable(BackendConnectionError(msg, status_code=status), _retry_after(headers.get("retry-after")))
+        if status == 400 and any(w in detail.lower() for w in _CONTEXT_WORDS):
+            raise ContextWindowError(msg, hint="shorten the conversation or raise the server's context length")
+        hints = {401: "check the API key (api_key= or OPENAI_API_KEY)", 403: "check the API key and its rights",
+                 404: "check base_url (the API root, usually ending in /v1) and the model name"}
+        raise BackendConnectionError(msg, status_code=status, hint=hints.get(status))
+
+    def _timeout_error(self, e: httpx.TimeoutException, events: int | None = None) -> BackendConnectionError:
+        where = "" if events is None else f" after {events} stream event(s)"
+        return BackendConnectionError(redact(
+            f"{self.url} did not answer within the {self.timeout:g} s timeout{where} ({type(e).__name__})"),
+            hint="raise timeout= for long generations, or check that the server is up")
+
+    def _transport_error(self, e: httpx.TransportError, events: int | None = None) -> BackendConnectionError:
+        if events:
+            return BackendConnectionError(redact(
+                f"the stream from {self.url} was cut after {events} event(s): {type(e).__name__}: {e}"))
+        return BackendConnectionError(redact(f"cannot reach {self.url}: {type(e).__name__}: {e}"),
+                                      hint="check that the server is running and base_url is right")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _error_text(data: Any) -> str:
+    """The message of an OpenAI-style error body ({"error": {"message": ...}}), or the body itself."""
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("detail") or json.dumps(err))
+        return str(err)
+    return str(data)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
