@@ -13,7 +13,7 @@ from openai_test_server import ChatServer, Reply, completion, delta, wire_call
 
 from keye_agent.backends._openai_wire import request_body, to_wire_messages
 from keye_agent.backends.openai import OpenAIBackend
-from keye_agent.errors import BackendConnectionError, ContextWindowError
+from keye_agent.errors import BackendConnectionError, ContextWindowError, ModelError
 from keye_agent.types import (
     AssistantTurn,
     GenerationSettings,
@@ -266,3 +266,30 @@ def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert server.headers[0]["authorization"] == "Bearer sk-from-env-987654"
     assert server.headers[0]["x-trace"] == "t1"
     assert json.loads(json.dumps(server.requests[0]))["model"] == "m"
+
+
+def test_local_image_file_becomes_data_url(tmp_path: Any) -> None:
+    png = tmp_path / "dot.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    wire = to_wire_messages([Message.user([TextPart(text="see"), ImagePart(url=str(png))])])
+    assert wire[0]["content"][1]["image_url"]["url"] == "data:image/png;base64,iVBORw0KGgo="
+    with pytest.raises(ModelError, match="cannot read image"):
+        to_wire_messages([Message.user([ImagePart(url=str(tmp_path / "missing.png"))])])
+
+
+def test_error_event_mid_stream() -> None:
+    events = [delta(content="partial "), {"error": {"message": "CUDA out of memory", "code": 500}}]
+    with ChatServer([Reply(events=events, done=False)]) as server:
+        with pytest.raises(BackendConnectionError, match="failed mid-stream: CUDA out of memory"):
+            stream(backend(server), [Message.user("q")])
+    assert len(server.requests) == 1
+
+
+def test_enable_thinking_and_stop_reach_the_server() -> None:
+    with ChatServer([Reply(completion("<think>\n\n</think>\n\nhi"))]) as server:
+        turn = backend(server).generate([Message.user("hi")], None,
+                                        GenerationSettings(enable_thinking=False, stop=["END"], seed=7))
+    assert turn.text == "hi" and turn.reasoning is None
+    body = server.requests[0]
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert body["stop"] == ["END"] and body["seed"] == 7
