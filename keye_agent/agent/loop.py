@@ -354,7 +354,8 @@ class Agent:
         if self.max_wall_s is None:
             return await aw
         try:
-            return await asyncio.wait_for(aw, self._remaining(started))
+            async with asyncio.timeout(self._remaining(started)):
+                return await aw
         except TimeoutError:
             raise _Budget("timeout", f"wall-clock budget of {self.max_wall_s:g} s spent") from None
 

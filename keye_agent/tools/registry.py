@@ -219,7 +219,8 @@ class ToolRegistry:
         if t.timeout_s is None:
             return await aw
         try:
-            return await asyncio.wait_for(aw, t.timeout_s)
+            async with asyncio.timeout(t.timeout_s):  # no extra task, unlike wait_for
+                return await aw
         except TimeoutError:
             raise ToolTimeoutError(
                 f"tool {t.name!r} did not finish within {t.timeout_s:g} s", tool=t.name, timeout_s=t.timeout_s
