@@ -3,13 +3,15 @@
 Local models write almost-JSON: Python dict literals with single quotes and ``True``/``None``, trailing commas,
 ``//`` and ``#`` comments, literal ``\\n`` escapes between tokens. :func:`decode_values` accepts those (strict JSON
 first, then a string-aware normalisation pass, then :func:`ast.literal_eval`) and says precisely why when it cannot.
-Everything here is plain string scanning: no regular-expression backtracking, no third-party parser.
+Everything here is plain string scanning (regular expressions only to jump to the next character that matters,
+possessive so they never backtrack); no third-party parser.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,9 @@ from typing import Any
 _DECODER = json.JSONDecoder(strict=False)  # strict=False: raw newlines/tabs inside strings, as models write code
 _PY_CONSTANTS = {"True": "true", "False": "false", "None": "null"}
 _WS = " \t\r\n"
+_SPECIAL = re.compile(r"[\"'{}\[\]#/]")
+# the rest of a string literal after its opening quote, escapes included (possessive: no backtracking)
+_STRING_REST = {'"': re.compile(r'(?:[^"\\]++|\\.)*+"', re.S), "'": re.compile(r"(?:[^'\\]++|\\.)*+'", re.S)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ def scan_value_end(text: str, start: int) -> ScanEnd:
     stack: list[str] = []
     i, n = start, len(text)
     while i < n:
+        m = _SPECIAL.search(text, i)  # jump to the next character that matters, in C
+        if m is None:
+            break
+        i = m.start()
         c = text[i]
         if c == '"' or c == "'":
             j = _string_end(text, i)
@@ -73,18 +82,8 @@ def scan_value_end(text: str, start: int) -> ScanEnd:
 
 def _string_end(text: str, i: int) -> int | None:
     """Index just past the string literal that opens at ``text[i]``, or None if it never closes."""
-    quote = text[i]
-    j = i + 1
-    n = len(text)
-    while j < n:
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == quote:
-            return j + 1
-        j += 1
-    return None
+    m = _STRING_REST[text[i]].match(text, i + 1)
+    return m.end() if m else None
 
 
 def normalize(text: str) -> str:
@@ -178,6 +177,14 @@ def _unescape_single(body: str) -> str:
     except (ValueError, SyntaxError):
         return body.replace("\\'", "'")
     return value if isinstance(value, str) else body
+
+
+def decode_prefix(text: str, start: int) -> tuple[Any, int] | None:
+    """The strict JSON value that starts at ``start`` and where it ends, or None (the fast path: one C call)."""
+    try:
+        return _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        return None
 
 
 def _decode_all(text: str) -> list[Any]:

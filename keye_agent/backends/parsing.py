@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from keye_agent.backends._lenient_json import ScanEnd, decode_values, excerpt, scan_value_end
+from keye_agent.backends._lenient_json import ScanEnd, decode_prefix, decode_values, excerpt, scan_value_end
 from keye_agent.types import ToolCall
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -216,17 +216,15 @@ def _parse_block(body: str, start: int, label: str, found: _Found) -> int:
         return end + len(CLOSE) if end == close_at else end
     values: list[Any] = []
     while True:
-        scan = scan_value_end(body, j)
-        if scan.end is not None and close_at >= 0 and scan.end > close_at and 0 <= next_open < scan.end:
-            scan = ScanEnd(None, "the value runs into the next <tool_call> block")  # a brace was left open
-        if scan.end is None:
-            return _unterminated(body, j, close_at, next_open, scan, label, values, found)
-        decoded, why = decode_values(body[j : scan.end])
-        if decoded is None:
-            found.errors.append(f"{label}: {why}; the block starts {excerpt(body[j:], 50)}")
+        fast = decode_prefix(body, j)
+        if fast is not None:
+            values.append(fast[0])
+            j = fast[1]
         else:
-            values.extend(decoded)
-        j = _skip_ws(body, scan.end)
+            j, block_done = _slow_value(body, j, close_at, next_open, label, values, found)
+            if block_done:
+                return j
+        j = _skip_ws(body, j)
         while j < n and body[j] in "}]":  # a stray extra closing bracket: harmless, skip it
             j = _skip_ws(body, j + 1)
         j = _skip_ws(body, _skip_fence_line(body, j))
@@ -235,6 +233,24 @@ def _parse_block(body: str, start: int, label: str, found: _Found) -> int:
         break
     _add_values(values, label, found)
     return j + len(CLOSE) if body.startswith(CLOSE, j) else j
+
+
+def _slow_value(
+    body: str, j: int, close_at: int, next_open: int, label: str, values: list[Any], found: _Found
+) -> tuple[int, bool]:
+    """Almost-JSON at ``j``: find its end by scanning and decode it leniently. Returns (where it ends, False),
+    or (where the block ends, True) when the value never closes and the block was settled here."""
+    scan = scan_value_end(body, j)
+    if scan.end is not None and close_at >= 0 and scan.end > close_at and 0 <= next_open < scan.end:
+        scan = ScanEnd(None, "the value runs into the next <tool_call> block")  # a brace was left open
+    if scan.end is None:
+        return _unterminated(body, j, close_at, next_open, scan, label, values, found), True
+    decoded, why = decode_values(body[j : scan.end])
+    if decoded is None:
+        found.errors.append(f"{label}: {why}; the block starts {excerpt(body[j:], 50)}")
+    else:
+        values.extend(decoded)
+    return scan.end, False
 
 
 def _unterminated(
@@ -357,11 +373,19 @@ def _untagged_calls(visible: str) -> list[Any] | None:
     s = visible.strip()
     if s.startswith("```") and s.endswith("```") and s.count("```") == 2:
         s = s[s.find("\n") + 1 : -3].strip() if "\n" in s else ""
-    if not s or s[0] not in "{[" or scan_value_end(s, 0).end != len(s):
+    if not s or s[0] not in "{[":
         return None
-    values, _ = decode_values(s)
-    if values is None or len(values) != 1:
-        return None
+    fast = decode_prefix(s, 0)
+    if fast is not None:
+        if fast[1] != len(s):
+            return None
+        values: list[Any] | None = [fast[0]]
+    else:
+        if scan_value_end(s, 0).end != len(s):
+            return None
+        values, _ = decode_values(s)
+        if values is None or len(values) != 1:
+            return None
     items = values[0] if isinstance(values[0], list) else [values[0]]
     return items if items and all(_looks_like_call(v) for v in items) else None
 
