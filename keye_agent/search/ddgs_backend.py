@@ -1,0 +1,265 @@
+"""Web search through the `ddgs` library (the maintained successor of duckduckgo-search, by the same author).
+
+ddgs ships one class per engine (DuckDuckGo's HTML endpoint, Brave, Mojeek, Wikipedia...), each building a request,
+sending it through its ``http_client`` and parsing the page. This backend drives those engine classes itself rather
+than the ``DDGS`` aggregator, because ddgs 9 turns every non-200 answer into "No results found." and an agent must
+tell "nothing found" from "rate limited" and "network down". Every request goes through a checking client that reads
+the status first; that client is also the seam where tests put synthetic responses (the live web is not reachable
+from CI).
+
+Requests are spaced by a :class:`RateLimiter`; rate limits (HTTP 202/403/429, DuckDuckGo's bot page), server errors
+and network errors are retried with exponential backoff (tenacity), honouring Retry-After; when one engine keeps
+failing the next is tried; when all fail, a :class:`SearchError` says why, per engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from keye_agent.errors import ConfigError, SearchError
+
+from .ratelimit import RateLimiter
+from .results import SearchResult, check_region, check_time_range, dedupe
+
+_TIMELIMIT = {"day": "d", "week": "w", "month": "m", "year": "y"}
+# What a blocked client gets from DuckDuckGo's HTML endpoint instead of results (HTTP 202, sometimes 200).
+_BOT_PAGE_MARKERS = ("anomaly-modal", "bots use DuckDuckGo too")
+DEFAULT_ENGINES = ("duckduckgo", "brave", "mojeek")
+
+
+class _Transient(Exception):
+    """A failure worth retrying after a pause."""
+
+    kind = "network error"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _RateLimited(_Transient):
+    kind = "rate limited"
+
+
+class _ServerError(_Transient):
+    kind = "server error"
+
+
+class _Refused(Exception):
+    """The engine answered with a client error that retrying will not fix."""
+
+    kind = "refused"
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After") if headers is not None else None
+        return float(value) if value else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+class _CheckedClient:
+    """Stands in for an engine's ``http_client``: passes requests to ``inner`` and turns what ddgs would silently
+    drop (non-200 answers, bot pages, transport errors) into typed failures."""
+
+    def __init__(self, inner: Any, engine: str) -> None:
+        self.inner = inner
+        self.engine = engine
+        # ddgs's engines reach through to the primp client for cookies and headers
+        self.client = getattr(inner, "client", None)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        from ddgs.exceptions import DDGSException
+
+        try:
+            resp = self.inner.request(method, url, *args, **kwargs)
+        except DDGSException as e:  # ddgs wraps every transport failure (DNS, refused, TLS, timeout) in this
+            raise _Transient(f"{self.engine}: {e}") from e
+        status = int(resp.status_code)
+        if status in (202, 403, 429) or (status == 200 and any(m in (resp.text or "") for m in _BOT_PAGE_MARKERS)):
+            raise _RateLimited(
+                f"{self.engine}: the service is rate-limiting this client (HTTP {status})",
+                _retry_after(getattr(resp, "headers", None)),
+            )
+        if status >= 500:
+            raise _ServerError(f"{self.engine}: server error HTTP {status}", _retry_after(getattr(resp, "headers", None)))
+        if status != 200:
+            raise _Refused(f"{self.engine}: the service refused the request (HTTP {status})")
+        return resp
+
+    def get(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("GET", url, *args, **kwargs)
+
+    def post(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("POST", url, *args, **kwargs)
+
+
+class DdgsBackend:
+    """Search the web with ddgs engines, tried in order.
+
+    Args:
+        engines: ddgs text engines to try, in order (see ``ddgs.engines.ENGINES["text"]``).
+        region: default region (``us-en``, ``cn-zh``, ``wt-wt``...).
+        safesearch: ``on``, ``moderate`` or ``off``.
+        timeout_s: per-request timeout.
+        proxy: proxy URL for ddgs (``socks5h://...``, ``tb`` for Tor Browser), or None.
+        min_interval_s: least time between two requests from this backend.
+        max_attempts: attempts per engine before moving on (rate limits, server and network errors).
+        backoff_s: first backoff; doubles each attempt (with jitter) up to ``max_backoff_s``.
+        transport: an object with ``request(method, url, **kwargs)`` returning a response with ``status_code``,
+            ``text``, ``content`` (and optionally ``headers``), used instead of ddgs's own client (tests, proxies).
+    """
+
+    name = "ddgs"
+
+    def __init__(
+        self,
+        engines: str | Sequence[str] = DEFAULT_ENGINES,
+        *,
+        region: str = "us-en",
+        safesearch: str = "moderate",
+        timeout_s: float = 10.0,
+        proxy: str | None = None,
+        verify: bool | str = True,
+        min_interval_s: float = 1.0,
+        max_attempts: int = 3,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 16.0,
+        max_pages: int = 2,
+        transport: Any | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        try:
+            from ddgs.engines import ENGINES
+        except ImportError as e:
+            raise ConfigError("the ddgs search backend needs the ddgs package", hint="pip install 'keye-agent[search]'") from e
+        names = [e.strip() for e in engines.split(",")] if isinstance(engines, str) else list(engines)
+        available = ENGINES.get("text", {})
+        unknown = [n for n in names if n not in available]
+        if not names or unknown:
+            raise ConfigError(
+                f"unknown ddgs engine(s) {unknown or names}; available text engines: {', '.join(sorted(available))}"
+            )
+        if safesearch not in ("on", "moderate", "off"):
+            raise ConfigError(f"safesearch must be 'on', 'moderate' or 'off', got {safesearch!r}")
+        if max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.engine_names = names
+        self.region = check_region(region) or "us-en"
+        self.safesearch = safesearch
+        self.timeout_s = timeout_s
+        self.proxy = proxy
+        self.verify = verify
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_pages = max(1, max_pages)
+        self.transport = transport
+        self.limiter = RateLimiter(min_interval_s, **({"sleep": sleep} if sleep else {}))
+        self._sleep = sleep
+        self._engines: dict[str, Any] = {}
+        self._classes = available
+        self.cache_key = "ddgs:" + ",".join(names) + ":" + safesearch
+
+    def _engine(self, name: str) -> Any:
+        engine = self._engines.get(name)
+        if engine is None:
+            engine = self._classes[name](proxy=self.proxy, timeout=int(max(1, self.timeout_s)), verify=self.verify)
+            engine.http_client = _CheckedClient(self.transport or engine.http_client, name)
+            self._engines[name] = engine
+        return engine
+
+    def _wait(self, retry_state: Any) -> float:
+        backoff = wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s, jitter=self.backoff_s)(
+            retry_state
+        )
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            backoff = max(backoff, min(retry_after, 60.0))
+        if isinstance(exc, _RateLimited):
+            self.limiter.penalise(backoff)
+        return backoff
+
+    def _one_page(self, engine: Any, query: str, region: str, timelimit: str | None, page: int) -> list[Any]:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+            **({"sleep": self._sleep} if self._sleep else {}),
+        )
+        for attempt in retrying:
+            with attempt:
+                self.limiter.acquire()
+                return engine.search(
+                    query, region=region, safesearch=self.safesearch, timelimit=timelimit, page=page
+                ) or []
+        return []  # unreachable: tenacity returns or re-raises
+
+    def _search_engine(self, name: str, query: str, max_results: int, region: str, timelimit: str | None) -> list[SearchResult]:
+        engine = self._engine(name)
+        found: list[SearchResult] = []
+        for page in range(1, self.max_pages + 1):
+            raw = self._one_page(engine, query, region, timelimit, page)
+            before = len(found)
+            for item in raw:
+                url = getattr(item, "href", "") or ""
+                if not url.startswith(("http://", "https://")):
+                    continue
+                found.append(SearchResult(
+                    title=getattr(item, "title", "") or "", url=url, snippet=getattr(item, "body", "") or "",
+                    source=name,
+                ))
+            found = dedupe(found)
+            if len(found) >= max_results or len(found) == before:
+                break
+        return found[:max_results]
+
+    def search(
+        self, query: str, *, max_results: int = 10, region: str | None = None, time_range: str | None = None
+    ) -> list[SearchResult]:
+        """Results from the first engine that answers; [] when every engine answered with nothing."""
+        from ddgs.exceptions import DDGSException
+
+        query = " ".join(query.split())
+        if not query:
+            raise SearchError("the search query is empty", hint="pass some keywords")
+        region = check_region(region) or self.region
+        timelimit = _TIMELIMIT.get(check_time_range(time_range) or "")
+        failures: list[tuple[str, str, str]] = []
+        for name in self.engine_names:
+            try:
+                results = self._search_engine(name, query, max_results, region, timelimit)
+            except (_Transient, _Refused) as e:
+                failures.append((name, e.kind, str(e)))
+                continue
+            except (DDGSException, ValueError, KeyError, IndexError) as e:  # an engine's parser choked on a page
+                failures.append((name, "unreadable answer", f"{name}: {type(e).__name__}: {e}"))
+                continue
+            if results:
+                return results
+        if len(failures) < len(self.engine_names):
+            return []  # at least one engine answered, with nothing
+        raise _search_error(failures, self.max_attempts)
+
+
+def _search_error(failures: list[tuple[str, str, str]], attempts: int) -> SearchError:
+    kinds = {k for _, k, _ in failures}
+    detail = "; ".join(msg for _, _, msg in failures)
+    if kinds == {"network error"}:
+        return SearchError(
+            f"web search failed: the network is unreachable ({detail})",
+            hint="check the connection or proxy; on an air-gapped machine use the offline backend (--search local:PATH)",
+        )
+    if kinds <= {"rate limited", "server error"}:
+        return SearchError(
+            f"web search failed: every engine refused or rate-limited this client after {attempts} attempts each "
+            f"({detail})",
+            hint="wait a few minutes, lower the request rate (min_interval_s), or use a SearXNG instance",
+        )
+    return SearchError(f"web search failed on every engine ({detail})")

@@ -1,0 +1,187 @@
+"""Search through a SearXNG instance's JSON API (``GET /search?q=...&format=json``).
+
+SearXNG is the self-hosted metasearch engine many users run; its JSON output must be enabled in the instance's
+``settings.yml`` (``search.formats: [html, json]``), otherwise it answers 403, which is reported as such. The URL is
+the user's own configuration, so it is trusted (a SearXNG on localhost or the LAN is the normal case) and not
+subject to the fetch tool's private-address guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from keye_agent.errors import ConfigError, SearchError, redact
+
+from .ratelimit import RateLimiter
+from .results import SearchResult, check_region, check_time_range, dedupe
+
+_SAFESEARCH = {"off": 0, "moderate": 1, "on": 2, "strict": 2}
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _language(region: str | None) -> str | None:
+    """ddgs-style ``us-en`` to SearXNG's ``en-US``; ``wt-wt`` (no region) to None."""
+    if not region or region.startswith("wt-"):
+        return None
+    country, lang = region.split("-")
+    return f"{lang}-{country.upper()}"
+
+
+class SearxngBackend:
+    """Search a SearXNG instance.
+
+    Args:
+        base_url: the instance, e.g. ``http://localhost:8888`` (``/search`` is appended).
+        categories: SearXNG categories, e.g. ``general`` or ``general,news``.
+        engines: restrict to these SearXNG engines (comma-separated or a list), or None for the instance default.
+        safesearch: ``off``, ``moderate`` or ``on``.
+        region: default region (``us-en``...), sent as SearXNG's ``language``.
+        timeout_s: per-request timeout.
+        headers: extra headers (an auth token for a private instance; redacted from errors).
+        min_interval_s: least time between two requests.
+        max_attempts: attempts on HTTP 429/5xx and connection errors.
+    """
+
+    name = "searxng"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        categories: str = "general",
+        engines: str | Sequence[str] | None = None,
+        safesearch: str = "moderate",
+        region: str | None = None,
+        timeout_s: float = 15.0,
+        headers: dict[str, str] | None = None,
+        min_interval_s: float = 0.0,
+        max_attempts: int = 3,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 16.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"SearXNG base_url must be an http(s) URL such as http://localhost:8888, got {base_url!r}"
+            )
+        if safesearch not in _SAFESEARCH:
+            raise ConfigError(f"safesearch must be one of {', '.join(_SAFESEARCH)}, got {safesearch!r}")
+        path = parts.path.rstrip("/")
+        if path.endswith("/search"):
+            path = path[: -len("/search")]
+        self.base_url = f"{parts.scheme}://{parts.netloc}{path}"
+        self.categories = categories
+        self.engines = ",".join(engines) if isinstance(engines, (list, tuple)) else engines
+        self.safesearch = _SAFESEARCH[safesearch]
+        self.region = check_region(region)
+        self.timeout_s = timeout_s
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.limiter = RateLimiter(min_interval_s, **({"sleep": sleep} if sleep else {}))
+        self._sleep = sleep
+        self.cache_key = f"searxng:{self.base_url}:{categories}:{self.engines}:{safesearch}"
+
+    def _params(self, query: str, region: str | None, time_range: str | None, page: int) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "q": query, "format": "json", "pageno": page, "safesearch": self.safesearch,
+            "categories": self.categories,
+        }
+        if self.engines:
+            params["engines"] = self.engines
+        lang = _language(region)
+        if lang:
+            params["language"] = lang
+        if time_range:
+            params["time_range"] = time_range
+        return params
+
+    def _get(self, client: httpx.Client, params: dict[str, Any]) -> dict[str, Any]:
+        self.limiter.acquire()
+        try:
+            resp = client.get(f"{self.base_url}/search", params=params)
+        except httpx.TransportError as e:
+            raise _Retryable(f"cannot reach SearXNG at {self.base_url}: {type(e).__name__}: {e}") from e
+        if resp.status_code == 429 or resp.status_code >= 500:
+            ra = resp.headers.get("retry-after")
+            raise _Retryable(
+                f"SearXNG at {self.base_url} answered HTTP {resp.status_code}",
+                float(ra) if ra and ra.replace(".", "", 1).isdigit() else None,
+            )
+        if resp.status_code == 403:
+            raise SearchError(
+                f"SearXNG at {self.base_url} refused the JSON API (HTTP 403)",
+                hint="enable it in the instance's settings.yml: search: formats: [html, json]",
+            )
+        if resp.status_code != 200:
+            raise SearchError(f"SearXNG at {self.base_url} answered HTTP {resp.status_code}: {resp.text[:200]!r}")
+        try:
+            data = resp.json()
+        except ValueError as e:
+            raise SearchError(
+                f"SearXNG at {self.base_url} did not answer JSON (content-type {resp.headers.get('content-type')!r})",
+                hint="check that base_url points at a SearXNG instance with the JSON format enabled",
+            ) from e
+        if not isinstance(data, dict) or not isinstance(data.get("results", []), list):
+            raise SearchError(f"SearXNG at {self.base_url} answered JSON without a 'results' list")
+        return data
+
+    def _wait(self, retry_state: Any) -> float:
+        backoff = wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s, jitter=self.backoff_s)(
+            retry_state
+        )
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(backoff, min(retry_after, 60.0)) if retry_after else backoff
+
+    def search(
+        self, query: str, *, max_results: int = 10, region: str | None = None, time_range: str | None = None
+    ) -> list[SearchResult]:
+        query = " ".join(query.split())
+        if not query:
+            raise SearchError("the search query is empty", hint="pass some keywords")
+        region = check_region(region) or self.region
+        time_range = check_time_range(time_range)
+        found: list[SearchResult] = []
+        with httpx.Client(timeout=self.timeout_s, headers=self.headers, follow_redirects=True) as client:
+            for page in range(1, 4):
+                params = self._params(query, region, time_range, page)
+                retrying = Retrying(
+                    stop=stop_after_attempt(self.max_attempts), wait=self._wait,
+                    retry=retry_if_exception_type(_Retryable), reraise=True,
+                    **({"sleep": self._sleep} if self._sleep else {}),
+                )
+                try:
+                    data = retrying(self._get, client, params)
+                except _Retryable as e:
+                    raise SearchError(
+                        redact(f"SearXNG search failed after {self.max_attempts} attempts: {e}"),
+                        hint="check that the instance is running and reachable, or raise max_attempts",
+                    ) from None
+                before = len(found)
+                for item in data.get("results", []):
+                    if not isinstance(item, dict) or not str(item.get("url", "")).startswith(("http://", "https://")):
+                        continue
+                    engine = item.get("engine") or ",".join(item.get("engines") or []) or "?"
+                    found.append(SearchResult(
+                        title=" ".join(str(item.get("title") or "").split()),
+                        url=str(item["url"]),
+                        snippet=" ".join(str(item.get("content") or "").split()),
+                        source=f"searxng:{engine}",
+                    ))
+                found = dedupe(found)
+                if len(found) >= max_results or len(found) == before:
+                    break
+        return found[:max_results]
