@@ -149,12 +149,10 @@ class OpenAIBackend(BaseBackend):
     ) -> AssistantTurn:
         body = request_body(self.model, messages, tools, settings, stream=False, extra_body=self.extra_body)
         data = await self._with_retries(lambda: self._post_once(body))
-        choices = data.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
-            raise BackendConnectionError(redact(f"{self.url} answered without choices: {_short(json.dumps(data))}"))
+        choice = data["choices"][0]
         builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
-        builder.add_message(choices[0].get("message") or {})
-        builder.finish = choices[0].get("finish_reason")
+        builder.add_message(choice.get("message") or {})
+        builder.finish = choice.get("finish_reason")
         builder.add_usage(data.get("usage"))
         return builder.build()
 
@@ -228,11 +226,7 @@ class OpenAIBackend(BaseBackend):
             raise BackendConnectionError(
                 redact(f"{self.url} answered HTTP 200 with a body that is not JSON: {_short(resp.text)}"),
                 status_code=200) from None
-        if not isinstance(data, dict):
-            raise BackendConnectionError(redact(f"{self.url} answered with JSON that is not an object"))
-        if "error" in data and "choices" not in data:
-            raise BackendConnectionError(redact(f"{self.url} answered with an error: {_error_text(data)}"))
-        return data
+        return _completion(data, self.url)
 
     async def _stream_once(self, body: dict[str, Any], builder: TurnBuilder) -> AsyncIterator[tuple[str, str]]:
         """Yield ("text" | "reasoning", piece) as SSE events arrive; fill ``builder``."""
@@ -244,6 +238,17 @@ class OpenAIBackend(BaseBackend):
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")
                     self._raise_for_status(resp.status_code, resp.headers, text)
+                if resp.headers.get("content-type", "").startswith("application/json"):
+                    # a server that ignores "stream": true and answers with the whole completion
+                    body_text = (await resp.aread()).decode("utf-8", "replace")
+                    data = _completion(_json_or_text(body_text), self.url)
+                    text, reasoning = builder.add_delta(data["choices"][0].get("message") or {})
+                    builder.finish = data["choices"][0].get("finish_reason") or "stop"
+                    builder.add_usage(data.get("usage"))
+                    for kind, piece in (("reasoning", reasoning), ("text", text)):
+                        if piece:
+                            yield kind, piece
+                    return
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, ": keep-alive" comments, "event:" names
@@ -303,6 +308,16 @@ class OpenAIBackend(BaseBackend):
                 f"the stream from {self.url} was cut after {events} event(s): {type(e).__name__}: {e}"))
         return BackendConnectionError(redact(f"cannot reach {self.url}: {type(e).__name__}: {e}"),
                                       hint="check that the server is running and base_url is right")
+
+
+def _completion(data: Any, url: str) -> dict[str, Any]:
+    """A chat.completion body checked for the one thing we need: a first choice that is an object."""
+    if isinstance(data, dict) and "error" in data and "choices" not in data:
+        raise BackendConnectionError(redact(f"{url} answered with an error: {_short(_error_text(data))}"))
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise BackendConnectionError(redact(f"{url} answered without choices: {_short(json.dumps(data))}"))
+    return data
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -293,3 +293,40 @@ def test_enable_thinking_and_stop_reach_the_server() -> None:
     body = server.requests[0]
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert body["stop"] == ["END"] and body["seed"] == 7
+
+
+def test_agent_runs_on_the_backend_and_corrects_a_malformed_call() -> None:
+    """End to end: the planner loop over OpenAIBackend over HTTP. The first call's arguments are cut short; the
+    loop sends the parse error back, the model corrects itself, the tool runs, and the answer comes as text."""
+    from keye_agent.agent import Agent
+
+    def add(a: int, b: int) -> int:
+        """Add two integers.
+
+        Args:
+            a: the first addend.
+            b: the second addend.
+        """
+        return a + b
+
+    script = [
+        Reply(events=[delta(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                         "function": {"name": "add", "arguments": '{"a": 2, "b":'}}]),
+                      delta(finish="tool_calls")]),
+        Reply(completion(None, [wire_call("c2", "add", '{"a": 2, "b": 3}')], finish="tool_calls")),
+        Reply(events=[delta(content="2 + 3 = "), delta(content="5."), delta(finish="stop")]),
+    ]
+    with ChatServer(script) as server:
+        result = Agent(backend(server), [add], final_answer_tool=False).run("What is 2 + 3?")
+    assert result.ok and result.final_answer == "2 + 3 = 5."
+    second, third = server.requests[1]["messages"], server.requests[2]["messages"]
+    assert "arguments are not valid JSON" in second[-1]["content"]
+    assert {"role": "tool", "tool_call_id": "c2", "content": "5"} in third
+
+
+def test_garbage_body_is_a_typed_error() -> None:
+    with ChatServer([Reply("<html>502 Bad Gateway</html>"), Reply("not json")]) as server:
+        with pytest.raises(BackendConnectionError, match="not JSON"):
+            backend(server).generate([Message.user("hi")])
+        with pytest.raises(BackendConnectionError, match="without choices"):
+            stream(backend(server, max_retries=0), [Message.user("hi")])
