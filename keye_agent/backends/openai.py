@@ -15,6 +15,7 @@ secret, so it never appears in an error or a log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -166,10 +167,12 @@ class OpenAIBackend(BaseBackend):
             router = DeltaRouter()
             yielded = 0
             try:
-                async for kind, text in self._stream_once(body, builder):
-                    for k, piece in router.feed(text) if kind == "text" else [(kind, text)]:
-                        yielded += 1
-                        yield StreamChunk(k, piece)  # type: ignore[arg-type]
+                # aclosing: a consumer that stops early closes the HTTP response now, not at garbage collection
+                async with contextlib.aclosing(self._stream_once(body, builder)) as events:
+                    async for kind, text in events:
+                        for k, piece in router.feed(text) if kind == "text" else [(kind, text)]:
+                            yielded += 1
+                            yield StreamChunk(k, piece)  # type: ignore[arg-type]
                 for k, piece in router.flush():
                     yield StreamChunk(k, piece)  # type: ignore[arg-type]
                 yield StreamChunk("done", turn=builder.build())

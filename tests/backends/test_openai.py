@@ -330,3 +330,18 @@ def test_garbage_body_is_a_typed_error() -> None:
             backend(server).generate([Message.user("hi")])
         with pytest.raises(BackendConnectionError, match="without choices"):
             stream(backend(server, max_retries=0), [Message.user("hi")])
+
+
+def test_consumer_stopping_early_closes_the_stream() -> None:
+    events = [delta(content=f"w{i} ") for i in range(50)] + [delta(finish="stop")]
+    with ChatServer([Reply(events=events), Reply(completion("next"))]) as server:
+
+        async def run() -> tuple[str, str]:
+            async with backend(server) as b:
+                async for c in b.astream([Message.user("q")], None, GenerationSettings()):
+                    first = c.text
+                    break
+                turn = await b.agenerate([Message.user("q2")], None, GenerationSettings())
+            return first, turn.text
+
+        assert asyncio.run(run()) == ("w0 ", "next")
