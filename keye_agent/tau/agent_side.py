@@ -1,0 +1,92 @@
+"""The agent side of a simulation: our :class:`~keye_agent.agent.Agent`, with the domain's tools and policy, run
+for one reply at a time. Each of its steps becomes trajectory messages (its tool calls and their results, then its
+text to the user), streamed so the orchestrator can stop it at a step or error limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from keye_agent.agent import Agent, RunFinished, StepFinished
+from keye_agent.types import GenerationSettings, ModelBackend, RunStatus
+
+from .environment import Environment, TauError, result_message
+from .messages import STOP, TauMessage, TauToolCall, agent_view
+
+AGENT_INSTRUCTIONS = """\
+You are a customer-service agent. Help the user while following the policy below to the letter.
+Each reply either calls tools or writes to the user. Use the tools to look things up and to act; never invent
+a result. Confirm what you did, with the figures and ids the tools returned. When the policy or the tools cannot
+solve the user's problem, transfer the user to a human agent if a tool for that exists.
+
+<policy>
+{policy}
+</policy>"""
+
+# how an agent run that did not end with a reply ends the simulation
+END_REASONS: dict[RunStatus, str] = {
+    "max_steps": "max_steps",
+    "max_tokens": "context_window_exceeded",
+    "timeout": "timeout",
+    "max_errors": "too_many_errors",
+    "cancelled": "agent_error",
+    "model_error": "agent_error",
+}
+
+
+@dataclass
+class AgentReply:
+    """Messages produced so far by the current reply, and how the reply ended."""
+
+    final: TauMessage | None = None
+    end_reason: str | None = None
+    error: str | None = None
+    failed_calls: int = 0
+
+
+class AgentSide:
+    """Wraps an :class:`Agent` whose tools act on ``env``'s agent toolkit."""
+
+    def __init__(self, model: ModelBackend, env: Environment, *, settings: GenerationSettings | None = None,
+                 max_steps_per_reply: int = 30, max_consecutive_errors: int = 5) -> None:
+        self.agent = Agent(model, tools=env.tools.registry(), instructions=AGENT_INSTRUCTIONS.format(policy=env.policy),
+                           max_steps=max_steps_per_reply, max_consecutive_errors=max_consecutive_errors,
+                           final_answer_tool=False, settings=settings or GenerationSettings(temperature=0.0),
+                           stream_deltas=False)
+
+    async def respond(self, trajectory: list[TauMessage], reply: AgentReply,
+                      max_steps: int | None = None) -> AsyncIterator[TauMessage]:
+        """Yield the messages of the agent's next reply, tool traffic first; ``reply`` says how it ended."""
+        view = agent_view(trajectory)
+        if not view or view[-1].role != "user":
+            raise TauError("the agent's turn must follow a user message")
+        if max_steps is not None:
+            self.agent.max_steps = max(1, max_steps)
+        stream = self.agent.astream(view[-1], history=view[:-1])
+        try:
+            async for ev in stream:
+                if isinstance(ev, StepFinished) and ev.record.turn is not None:
+                    rec, turn = ev.record, ev.record.turn
+                    usage = {"prompt_tokens": rec.usage.prompt_tokens, "completion_tokens": rec.usage.completion_tokens}
+                    if turn.tool_calls:
+                        calls = [TauToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in turn.tool_calls]
+                        yield TauMessage(role="assistant", content=turn.text or None, tool_calls=calls, usage=usage,
+                                         generation_time_seconds=rec.model_duration_s)
+                        for call, res in zip(calls, rec.tool_results, strict=True):
+                            reply.failed_calls += 0 if res.ok else 1
+                            yield result_message(call, res)
+                    elif turn.text.strip() and not turn.parse_errors and not rec.errors:
+                        reply.final = TauMessage(role="assistant", content=turn.text, usage=usage,
+                                                 generation_time_seconds=rec.model_duration_s)
+                        yield reply.final
+                elif isinstance(ev, RunFinished):
+                    if ev.result.status != "completed":
+                        reply.end_reason = END_REASONS.get(ev.result.status, "agent_error")
+                        reply.error = ev.result.error
+        finally:
+            await stream.aclose()
+
+
+def is_agent_stop(message: TauMessage) -> bool:
+    return message.role == "assistant" and not message.is_tool_call and STOP in (message.content or "")

@@ -1,0 +1,198 @@
+"""Domains: where their files are, and how a fresh environment and the task list are made.
+
+A domain folder holds::
+
+    policy.md          the rules the agent must follow
+    db.json            the agent side's database
+    tasks.json         tasks in tau2-bench's schema
+    split_tasks.json   optional: {"base": [task ids], ...}
+    user_db.json       optional: the user side's database
+    tools.py           a Toolkit subclass named ``Tools`` (and optionally ``UserTools``) over db.json
+
+``mock`` is tau2-bench's domain with our tools; its files are read from a tau2-bench data folder (``--tau2-data``).
+``store`` is ours, shipped with the package. Any other name is taken as a path to a domain folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keye_agent.errors import ConfigError
+
+from .environment import Environment
+from .schema import Task, load_splits, load_tasks
+from .toolkit import Toolkit
+
+TAU2_DATA_ENV = "KEYE_TAU2_DATA"
+
+EnvFactory = Callable[[], Awaitable[Environment]]
+
+
+@dataclass
+class Domain:
+    """A domain ready to run: its policy, a factory of fresh environments, its tasks and splits."""
+
+    name: str
+    policy: str
+    make_environment: EnvFactory
+    tasks: list[Task]
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    source: str = ""
+
+    def select(self, *, split: str | None = "base", task_ids: list[str] | None = None,
+               num_tasks: int | None = None) -> list[Task]:
+        """The tasks to run: the split (when the task set has splits), then the ids asked for, then the first N."""
+        tasks = self.tasks
+        if split and self.splits:
+            if split not in self.splits:
+                raise ConfigError(f"domain {self.name!r} has no split {split!r}",
+                                  hint=f"splits: {', '.join(sorted(self.splits))}")
+            wanted = set(self.splits[split])
+            tasks = [t for t in tasks if t.id in wanted]
+        if task_ids:
+            by_id = {t.id: t for t in self.tasks}
+            missing = [i for i in task_ids if i not in by_id]
+            if missing:
+                raise ConfigError(f"domain {self.name!r} has no tasks {missing}",
+                                  hint=f"first ids: {', '.join(list(by_id)[:8])}")
+            tasks = [by_id[i] for i in task_ids]
+        if num_tasks is not None:
+            if num_tasks < 1:
+                raise ConfigError(f"--num-tasks must be at least 1, got {num_tasks}")
+            tasks = tasks[:num_tasks]
+        return tasks
+
+    def task(self, task_id: str) -> Task:
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise ConfigError(f"domain {self.name!r} has no task {task_id!r}")
+
+
+def tau2_data_dir(explicit: str | Path | None = None) -> Path | None:
+    """The tau2-bench data folder: the one given, else $KEYE_TAU2_DATA, else None."""
+    value = explicit or os.environ.get(TAU2_DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def _tau2_domain_dir(root: Path, name: str) -> Path | None:
+    for rel in ("data/tau2/domains", "tau2/domains", "domains", "."):
+        d = root / rel / name
+        if (d / "tasks.json").is_file():
+            return d
+    return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", file=str(path)) from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"not valid JSON: {e.msg}", file=str(path), line=e.lineno, column=e.colno) from None
+
+
+def _task_file(domain_dir: Path, name: str, task_set: str | None, data_root: Path | None) -> Path:
+    """tasks.json of the domain, or of a named task set (e.g. ``v0.1.0``) kept beside the data folder."""
+    if not task_set:
+        return domain_dir / "tasks.json"
+    roots = [r for r in (data_root, domain_dir.parent.parent.parent.parent) if r is not None]
+    for root in roots:
+        for rel in (f"{task_set}/data/tau2/domains/{name}", f"{task_set}/domains/{name}", f"{task_set}/{name}"):
+            p = root / rel / "tasks.json"
+            if p.is_file():
+                return p
+    if (domain_dir / f"tasks_{task_set}.json").is_file():
+        return domain_dir / f"tasks_{task_set}.json"
+    raise ConfigError(f"task set {task_set!r} of domain {name!r} not found",
+                      hint=f"looked under {', '.join(str(r) for r in roots)} for {task_set}/data/tau2/domains/{name}/"
+                           "tasks.json; pass --tau2-data pointing at the folder that holds it")
+
+
+def _tasks_and_splits(domain_dir: Path, name: str, task_set: str | None,
+                      data_root: Path | None) -> tuple[list[Task], dict[str, list[str]]]:
+    tfile = _task_file(domain_dir, name, task_set, data_root)
+    tasks = load_tasks(tfile)
+    split_file = tfile.parent / f"split_{tfile.stem}.json"
+    splits = load_splits(split_file) if split_file.is_file() else {}
+    return tasks, splits
+
+
+def load_mock(tau2_data: str | Path | None = None, *, task_set: str | None = None) -> Domain:
+    """tau2-bench's mock domain with our toolkit, from the tau2-bench data folder."""
+    from .domains.mock import MockDB, MockTools, MockUserDB, MockUserTools
+
+    root = tau2_data_dir(tau2_data)
+    if root is None:
+        raise ConfigError("the mock domain needs tau2-bench's data files",
+                          hint=f"pass --tau2-data PATH (a tau2-bench checkout or its data folder) or set {TAU2_DATA_ENV}")
+    d = _tau2_domain_dir(root, "mock")
+    if d is None:
+        raise ConfigError(f"no mock domain under {root}", hint="expected data/tau2/domains/mock/tasks.json there")
+    policy = (d / "policy.md").read_text(encoding="utf-8")
+    db_data = _read_json(d / "db.json")
+    user_data = _read_json(d / "user_db.json") if (d / "user_db.json").is_file() else {"notifications": {}}
+    MockDB.model_validate(db_data)  # fail here, with the file named, rather than inside every simulation
+
+    async def make() -> Environment:
+        return Environment("mock", policy, MockTools(MockDB.model_validate(db_data)),
+                           MockUserTools(MockUserDB.model_validate(user_data)))
+
+    tasks, splits = _tasks_and_splits(d, "mock", task_set, root)
+    return Domain("mock", policy, make, tasks, splits, source=str(d))
+
+
+def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
+    """A domain folder with a Python toolkit (tools.py defining ``Tools`` and optionally ``UserTools``)."""
+    d = Path(path)
+    for required in ("policy.md", "db.json", "tasks.json", "tools.py"):
+        if not (d / required).is_file():
+            raise ConfigError(f"domain folder {d} has no {required}",
+                              hint="a domain folder holds policy.md, db.json, tasks.json and tools.py")
+    spec = importlib.util.spec_from_file_location(f"keye_tau_domain_{d.name}", d / "tools.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure to import user code is reported with the file named
+        raise ConfigError(f"cannot import: {type(e).__name__}: {e}", file=str(d / "tools.py")) from e
+    tools_cls = getattr(module, "Tools", None)
+    user_cls = getattr(module, "UserTools", None)
+    if not (isinstance(tools_cls, type) and issubclass(tools_cls, Toolkit)):
+        raise ConfigError("tools.py must define `Tools`, a subclass of keye_agent.tau.Toolkit", file=str(d / "tools.py"))
+    policy = (d / "policy.md").read_text(encoding="utf-8")
+    db_data = _read_json(d / "db.json")
+    user_data = _read_json(d / "user_db.json") if (d / "user_db.json").is_file() else None
+    db_model = getattr(tools_cls, "db_model", None)
+    user_model = getattr(user_cls, "db_model", None) if user_cls else None
+
+    def build(model: Any, data: Any) -> Any:
+        return model.model_validate(data) if model is not None else json.loads(json.dumps(data))
+
+    async def make() -> Environment:
+        user_kit = user_cls(build(user_model, user_data or {})) if user_cls else None
+        return Environment(d.name, policy, tools_cls(build(db_model, db_data)), user_kit)
+
+    tasks, splits = _tasks_and_splits(d, d.name, task_set, None)
+    return Domain(d.name, policy, make, tasks, splits, source=str(d))
+
+
+def load_domain(spec: str, *, tau2_data: str | Path | None = None, task_set: str | None = None) -> Domain:
+    """``mock``, ``store``, or a path to a domain folder."""
+    if spec == "mock":
+        return load_mock(tau2_data, task_set=task_set)
+    if spec == "store":
+        from .domains.store import load_store
+
+        return load_store(task_set=task_set)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return load_folder(p, task_set=task_set)
+    raise ConfigError(f"unknown domain {spec!r}",
+                      hint="use mock, store, or the path of a domain folder (policy.md, db.json, tasks.json, tools.py)")

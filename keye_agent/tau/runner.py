@@ -1,0 +1,139 @@
+"""Many simulations at once: tasks x trials, at most ``max_concurrency`` in flight, each evaluated as it ends and
+saved at once (atomically) so that ``resume`` after a crash or a kill loses no finished simulation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from keye_agent.types import GenerationSettings, ModelBackend
+
+from .domain import Domain
+from .evaluator import evaluate
+from .orchestrator import Limits, run_simulation
+from .results import Results, ResultsError, SimulationRun, git_commit
+from .schema import Task
+
+BackendFactory = Callable[[Task, int], ModelBackend]
+"""Gives the backend for (task, trial): one shared model, or a fresh scripted one per simulation."""
+ProgressCallback = Callable[[int, int, SimulationRun | None], None]
+
+
+@dataclass
+class RunSettings:
+    num_trials: int = 1
+    max_concurrency: int = 3
+    seed: int | None = 300
+    limits: Limits = field(default_factory=Limits)
+    agent_settings: GenerationSettings | None = None
+    user_settings: GenerationSettings | None = None
+    user_guidelines: str | None = None
+    judge: ModelBackend | None = None
+    agent_name: str = ""
+    user_name: str = ""
+    save_to: str | Path | None = None
+    resume: bool = False
+
+
+def trial_seeds(seed: int | None, num_trials: int) -> list[int | None]:
+    """One seed per trial, the same for every task, derived from the run's seed (so a resumed run uses the same)."""
+    if seed is None:
+        return [None] * num_trials
+    rng = random.Random(seed)
+    return [rng.randint(0, 1_000_000) for _ in range(num_trials)]
+
+
+def _info(domain: Domain, s: RunSettings) -> dict[str, Any]:
+    return {
+        "git_commit": git_commit(), "num_trials": s.num_trials, "max_steps": s.limits.max_steps,
+        "max_errors": s.limits.max_errors, "seed": s.seed,
+        "user_info": {"implementation": "user_simulator", "llm": s.user_name,
+                      "llm_args": {"temperature": (s.user_settings or GenerationSettings()).temperature}},
+        "agent_info": {"implementation": "llm_agent", "llm": s.agent_name,
+                       "llm_args": {"temperature": (s.agent_settings or GenerationSettings()).temperature}},
+        "environment_info": {"domain_name": domain.name, "policy": domain.policy},
+        "text_streaming_config": None,
+        "keye_agent": {"runner": "keye-agent tau", "domain_source": domain.source},
+    }
+
+
+def _open_results(domain: Domain, tasks: list[Task], s: RunSettings) -> Results:
+    path = Path(s.save_to) if s.save_to else None
+    if path is None or not path.exists():
+        return Results(info=_info(domain, s), tasks=tasks)
+    if not s.resume:
+        raise ResultsError(f"{path} already exists", hint="pass --resume to continue that run, or another --save-to")
+    old = Results.load(path)
+    old_domain = (old.info.get("environment_info") or {}).get("domain_name")
+    if old_domain != domain.name:
+        raise ResultsError(f"{path} holds a run of domain {old_domain!r}, not {domain.name!r}",
+                           hint="resume with the same --domain, or choose another --save-to")
+    if old.info.get("num_trials") != s.num_trials or old.info.get("seed") != s.seed:
+        raise ResultsError(f"{path} was run with --num-trials {old.info.get('num_trials')} --seed "
+                           f"{old.info.get('seed')}; resuming needs the same values")
+    known = {t.id for t in old.tasks}
+    old.tasks = old.tasks + [t for t in tasks if t.id not in known]
+    return old
+
+
+async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFactory, user_factory: BackendFactory,
+                    settings: RunSettings, *, progress: ProgressCallback | None = None) -> Results:
+    """Run every (task, trial) not already in the results file; returns all results, old and new."""
+    s = settings
+    if s.num_trials < 1 or s.max_concurrency < 1:
+        raise ResultsError("--num-trials and --max-concurrency must be at least 1")
+    results = _open_results(domain, tasks, s)
+    done = results.done_keys()
+    seeds = trial_seeds(s.seed, s.num_trials)
+    todo = [(t, k) for k in range(s.num_trials) for t in tasks if (t.id, k) not in done]
+    total = len(todo) + sum(1 for t in tasks for k in range(s.num_trials) if (t.id, k) in done)
+    finished = total - len(todo)
+    if progress:
+        progress(finished, total, None)
+    sem = asyncio.Semaphore(s.max_concurrency)
+    lock = asyncio.Lock()
+
+    async def one(task: Task, trial: int) -> None:
+        nonlocal finished
+        async with sem:
+            sim = await _simulate(domain, task, trial, seeds[trial], agent_factory, user_factory, s)
+        async with lock:
+            results.simulations.append(sim)
+            if s.save_to:
+                results.save(s.save_to)
+            finished += 1
+            if progress:
+                progress(finished, total, sim)
+
+    await asyncio.gather(*(one(t, k) for t, k in todo))
+    results.simulations.sort(key=lambda x: ([t.id for t in results.tasks].index(x.task_id)
+                                            if any(t.id == x.task_id for t in results.tasks) else 0, x.trial or 0))
+    if s.save_to:
+        results.save(s.save_to)
+    return results
+
+
+async def _simulate(domain: Domain, task: Task, trial: int, seed: int | None, agent_factory: BackendFactory,
+                    user_factory: BackendFactory, s: RunSettings) -> SimulationRun:
+    start = datetime.now().isoformat()
+    try:
+        sim = await run_simulation(task, domain, agent_factory(task, trial), user_factory(task, trial), trial=trial,
+                                   seed=seed, limits=s.limits, agent_settings=s.agent_settings,
+                                   user_settings=s.user_settings, user_guidelines=s.user_guidelines)
+        sim.reward_info = await evaluate(sim.messages, sim.termination_reason, task, domain, judge=s.judge)
+        return sim
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one broken simulation is recorded with its traceback; the run goes on
+        return SimulationRun(task_id=task.id, start_time=start, end_time=datetime.now().isoformat(), duration=0.0,
+                             termination_reason="unexpected_error", trial=trial, seed=seed,
+                             reward_info={"reward": 0.0, "reward_basis": None,
+                                          "info": {"note": f"{type(e).__name__}: {e}"}},
+                             info={"error": f"{type(e).__name__}: {e}",
+                                   "traceback": traceback.format_exc(limit=8)})
