@@ -30,9 +30,8 @@ def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
                                 / head_dim))
     # [3, B, T, half] angles; frequency i takes its stream from the section it falls in.
     angles = positions.to(torch.float64)[..., None] * inv_freq
-    stream = torch.repeat_interleave(torch.arange(3, device=positions.device),
-                                     torch.tensor(section, device=positions.device))  # [half]
-    picked = angles.gather(0, stream.view(1, 1, 1, half).expand(1, *angles.shape[1:3], half))[0]
+    s0, s1 = section[0], section[0] + section[1]
+    picked = torch.cat((angles[0, ..., :s0], angles[1, ..., s0:s1], angles[2, ..., s1:]), dim=-1)  # [B, T, half]
     emb = torch.cat((picked, picked), dim=-1)
     return emb.cos().float(), emb.sin().float()
 
