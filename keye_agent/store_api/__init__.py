@@ -1,6 +1,17 @@
-"""A store-and-delivery API (starlette ASGI app): stores near a place, opening hours, catalogue and stock,
-distance and delivery time, orders. It backs the YAML-registry example and the TAU runner's simulations."""
+"""A store-and-delivery API (a starlette ASGI app): stores near a place, opening hours, catalogue and stock,
+distance and delivery time, orders. It backs the YAML-registry example and the TAU runner's simulations.
 
+Example::
+
+    from keye_agent.store_api import create_app, serve_in_thread
+    app = create_app()
+    with serve_in_thread(app) as base_url:
+        ...  # point examples/store.yaml at base_url (STORE_API_URL)
+    app.state.store.snapshot()  # stock and orders after the run
+"""
+
+from .app import create_app, openapi_document
 from .serving import serve_in_thread
+from .state import DEFAULT_NOW, ApiError, StoreState
 
-__all__ = ["serve_in_thread"]
+__all__ = ["DEFAULT_NOW", "ApiError", "StoreState", "create_app", "openapi_document", "serve_in_thread"]

@@ -1,0 +1,387 @@
+"""YAML tool registries: ``load_registry(paths) -> ToolRegistry``.
+
+A registry file lists tools of four kinds (the format is the JSON Schema in ``registry_schema.json``)::
+
+    version: 1
+    network: {allow_loopback: true}          # HTTP tools reach public addresses only, unless allowed here
+    defaults: {base_url: "${STORE_API_URL:-http://127.0.0.1:8765}", timeout_s: 10, retries: 2}
+    include: [more_tools.yaml]
+    tools:
+      - name: get_store
+        kind: http
+        description: Details and opening hours of one store.
+        method: GET
+        path: /stores/{store_id}
+        arguments:
+          store_id: {type: string, description: "Store id, e.g. s1", in: path}
+        response: {select: "$.store"}
+      - {kind: python, function: "mypkg.tools:convert_units"}
+      - {kind: builtin, builtin: web_search, options: {max_results: 5}}
+      - {kind: openapi, spec: openapi.json, operations: [listStores, getStore]}
+
+Every mistake is a :class:`ConfigError` carrying file, line and column, what was expected there and, for a
+misspelt key or name, the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from keye_agent.errors import ConfigError, KeyeAgentError, NetworkPolicyError, ToolDefinitionError, register_secret
+
+from .base import Tool
+from .builtins import load_builtin
+from .decorator import tool as make_tool
+from .http_tool import ArgSpec, HttpSpec, make_http_tool, placeholders
+from .jsonpath import JsonPath, JsonPathError
+from .netguard import NetPolicy, check_url
+from .openapi import OpenAPIError, load_openapi_document, operations_to_specs
+from .registry import ToolRegistry
+from .registry_schema import registry_json_schema, schema_errors
+from .yaml_source import SourceMap, expand_env, read_yaml
+
+__all__ = ["load_registry", "registry_json_schema", "validate_registry_file"]
+
+_OVERRIDES = ("description", "timeout_s", "retries", "mutates_state", "requires_approval")
+
+
+@dataclass
+class _Context:
+    env: Mapping[str, str]
+    transport: httpx.AsyncBaseTransport | None
+    tools: dict[str, tuple[Tool, str]] = field(default_factory=dict)  # name -> (tool, "file:line")
+
+
+def _secret_path(path: tuple[Any, ...]) -> bool:
+    return "auth" in path or "headers" in path
+
+
+def load_registry(
+    path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    into: ToolRegistry | None = None,
+    **registry_options: Any,
+) -> ToolRegistry:
+    """Load one or more registry files into a :class:`ToolRegistry`.
+
+    ``env`` replaces ``os.environ`` for ``${VAR}`` and auth lookups; ``transport`` sends every HTTP tool's requests
+    through it (an ``httpx.ASGITransport`` for an in-process app; the network policy is then moot); ``into`` adds
+    the tools to an existing registry; other keywords go to ``ToolRegistry`` (e.g. ``backoff_base_s=0.01``).
+
+    Example::
+
+        registry = load_registry("examples/store.yaml")
+    """
+    paths = [path_or_paths] if isinstance(path_or_paths, str | os.PathLike) else list(path_or_paths)
+    if not paths:
+        raise ConfigError("no registry file given")
+    ctx = _Context(env=os.environ if env is None else env, transport=transport)
+    for p in paths:
+        _load_file(Path(p), ctx, stack=(), parent_defaults={}, parent_network=None)
+    registry = into if into is not None else ToolRegistry(**registry_options)
+    for name, (t, where) in ctx.tools.items():
+        if name in registry:
+            raise ConfigError(f"tool {name!r} (defined at {where}) is already in the registry")
+        registry.register(t)
+    return registry
+
+
+def validate_registry_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem found in a registry file (and its includes) as ``file:line:column: message (hint: ...)``
+    lines; an empty list when it loads cleanly. For ``keye-agent tools validate FILE``."""
+    p = Path(path)
+    try:
+        data, smap = read_yaml(p)
+    except ConfigError as e:
+        return [str(e)]
+    if isinstance(data, dict):
+        try:
+            data = expand_env(data, smap, env=os.environ if env is None else env, is_secret_path=_secret_path,
+                              secret_names=frozenset(_secret_names(data)))
+        except ConfigError as e:
+            return [str(e)]
+    problems = [str(e) for e in schema_errors(data, smap)]
+    if problems:
+        return problems
+    try:
+        load_registry(p, env=env)
+    except KeyeAgentError as e:
+        return [str(e)]
+    return []
+
+
+def _secret_names(data: dict[str, Any]) -> list[str]:
+    names = data.get("secrets")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_defaults: dict[str, Any],
+               parent_network: dict[str, Any] | None) -> None:
+    real = path.resolve()
+    if real in stack:
+        chain = " -> ".join(str(s) for s in (*stack, real))
+        raise ConfigError(f"include cycle: {chain}", hint="remove one of the include entries")
+    data, smap = read_yaml(path)
+    if not isinstance(data, dict):
+        raise smap.error(f"the top level is a {type(data).__name__}; expected a mapping with a 'tools' list", ())
+    for secret in _secret_names(data):
+        if ctx.env.get(secret):
+            register_secret(ctx.env[secret])
+    data = expand_env(data, smap, env=ctx.env, secret_names=frozenset(_secret_names(data)),
+                      is_secret_path=_secret_path)
+    errors = schema_errors(data, smap)
+    if errors:
+        first = errors[0]
+        if len(errors) > 1:
+            first.args = (f"{first.args[0]} (and {len(errors) - 1} more problem(s); run `keye-agent tools "
+                          f"validate {path}`)",)
+        raise first
+    defaults = _merge_defaults(parent_defaults, data.get("defaults") or {})
+    network = data.get("network", parent_network)
+    for i, inc in enumerate(data.get("include") or []):
+        inc_path = (path.parent / inc)
+        if not inc_path.exists():
+            raise smap.error(f"included file {inc!r} not found (looked for {inc_path})", ("include", i),
+                             hint="include paths are relative to the including file")
+        try:
+            _load_file(inc_path, ctx, stack=(*stack, real), parent_defaults=defaults, parent_network=network)
+        except ConfigError as e:
+            if e.file is None:  # a cycle: point at this include line
+                raise smap.error(str(e), ("include", i)) from None
+            raise
+    policy = _policy(network or {})
+    for i, spec in enumerate(data.get("tools") or []):
+        for t in _build(spec, ("tools", i), smap, defaults, policy, path.parent, ctx):
+            line, _ = smap.at(("tools", i))
+            here = f"{smap.file}:{line}"
+            if t.name in ctx.tools:
+                raise smap.error(f"duplicate tool name {t.name!r}; first defined at {ctx.tools[t.name][1]}",
+                                 ("tools", i, "name") if "name" in spec else ("tools", i),
+                                 hint="tool names must be unique across a registry and its includes; rename one")
+            ctx.tools[t.name] = (t, here)
+
+
+def _merge_defaults(parent: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    merged = {**parent, **own}
+    if "headers" in parent or "headers" in own:
+        merged["headers"] = {**parent.get("headers", {}), **own.get("headers", {})}
+    return merged
+
+
+def _policy(network: dict[str, Any]) -> NetPolicy:
+    return NetPolicy(
+        allow_private=bool(network.get("allow_private", False)),
+        allow_loopback=bool(network.get("allow_loopback", False)),
+        allow_link_local=bool(network.get("allow_link_local", False)),
+        allowed_hosts=frozenset(network.get("allowed_hosts") or ()),
+        max_redirects=int(network.get("max_redirects", 5)),
+    )
+
+
+def _build(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any], policy: NetPolicy,
+           base_dir: Path, ctx: _Context) -> list[Tool]:
+    kind = spec["kind"]
+    if kind == "http":
+        return [make_http_tool(_http_spec(spec, at, smap, defaults, policy, ctx))]
+    if kind == "python":
+        return [_python_tool(spec, at, smap)]
+    if kind == "builtin":
+        return [_builtin_tool(spec, at, smap)]
+    return _openapi_tools(spec, at, smap, defaults, policy, base_dir, ctx)
+
+
+def _setting(spec: dict[str, Any], defaults: dict[str, Any], key: str, fallback: Any) -> Any:
+    return spec[key] if key in spec else defaults.get(key, fallback)
+
+
+def _auth(auth: dict[str, Any] | None, at: tuple[Any, ...], smap: SourceMap, ctx: _Context
+          ) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, query parameters) carrying the credential read from the environment."""
+    if not auth or auth["type"] == "none":
+        return {}, {}
+    var = auth["token_env"] if auth["type"] == "bearer" else auth["key_env"]
+    value = ctx.env.get(var)
+    if not value:
+        raise smap.error(f"auth needs the environment variable {var}, which is not set", (*at, "auth"),
+                         hint=f"export {var}=<your credential> before loading this registry")
+    register_secret(value)
+    if auth["type"] == "bearer":
+        return {"Authorization": f"Bearer {value}"}, {}
+    if "query" in auth:
+        return {}, {auth["query"]: value}
+    return {auth.get("header", "X-API-Key"): value}, {}
+
+
+def _http_settings(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
+                   policy: NetPolicy, ctx: _Context) -> HttpSpec:
+    """The settings shared by http and openapi tools, with defaults applied (no name, URL or arguments yet)."""
+    auth_at = at if "auth" in spec else ()
+    auth_headers, auth_query = _auth(_setting(spec, defaults, "auth", None), auth_at, smap, ctx)
+    headers = {k: str(v) for k, v in {**defaults.get("headers", {}), **spec.get("headers", {})}.items()}
+    return HttpSpec(
+        name="_", description="_", method="GET", url="",
+        headers={**headers, **auth_headers}, query=auth_query,
+        timeout_s=float(_setting(spec, defaults, "timeout_s", 30.0)),
+        retries=int(_setting(spec, defaults, "retries", 2)),
+        max_response_bytes=int(_setting(spec, defaults, "max_response_bytes", 1_000_000)),
+        retry_non_idempotent=bool(_setting(spec, defaults, "retry_non_idempotent", False)),
+        policy=policy, transport=ctx.transport,
+    )
+
+
+def _check_base(url: str, at: tuple[Any, ...], smap: SourceMap, policy: NetPolicy, ctx: _Context) -> None:
+    probe = url.replace("{", "").replace("}", "")
+    parts = urlsplit(probe)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise smap.error(f"{url!r} is not an absolute http(s) URL", at,
+                         hint="write it like https://api.example.com/v1 (set defaults.base_url for relative paths)")
+    if ctx.transport is None:
+        try:
+            check_url(probe, policy)
+        except NetworkPolicyError as e:
+            raise smap.error(str(e), at) from None
+
+
+def _http_spec(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
+               policy: NetPolicy, ctx: _Context) -> HttpSpec:
+    hs = _http_settings(spec, at, smap, defaults, policy, ctx)
+    if "url" in spec:
+        url, url_at = spec["url"], (*at, "url")
+    else:
+        base = spec.get("base_url", defaults.get("base_url"))
+        if not base:
+            raise smap.error(f"tool {spec['name']!r} has a relative path but no base_url", (*at, "path"),
+                             hint="set base_url on the tool or under defaults, or give a full url instead")
+        url, url_at = base.rstrip("/") + spec["path"], (*at, "base_url") if "base_url" in spec else (*at, "path")
+    _check_base(url, url_at, smap, policy, ctx)
+    method = str(spec.get("method", "GET")).upper()
+    holes = placeholders(url)
+    args: dict[str, ArgSpec] = {}
+    for name, arg in (spec.get("arguments") or {}).items():
+        loc = arg.get("in") or ("path" if name in holes else "query" if method in ("GET", "HEAD", "DELETE") else "body")
+        if loc == "path" and name not in holes:
+            raise smap.error(f"argument {name!r} is declared in: path but the URL has no {{{name}}}",
+                             (*at, "arguments", name, "in") if "in" in arg else (*at, "arguments", name),
+                             hint=f"add {{{name}}} to the path, or use in: query / body")
+        schema = {k: v for k, v in arg.items() if k not in ("in", "name", "required")}
+        args[name] = ArgSpec(schema=schema, location=loc, wire_name=arg.get("name", name),
+                             required=loc == "path" or bool(arg.get("required", False)))
+    for hole in holes:
+        if hole not in args or args[hole].location != "path":
+            close = difflib.get_close_matches(hole, list(args), n=1)
+            raise smap.error(
+                f"the URL has {{{hole}}} but no path argument {hole!r} is declared", url_at,
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + f"declare it under arguments: {hole}: {{type: string, description: ..., in: path}}",
+            )
+    select = None
+    if "response" in spec and "select" in spec["response"]:
+        expr = spec["response"]["select"]
+        try:
+            select = JsonPath(expr)
+        except JsonPathError as e:
+            line, col = smap.at((*at, "response", "select"))
+            raise ConfigError(f"bad response.select {expr!r}: {e} (at character {e.position + 1})", file=smap.file,
+                              line=line, column=col, hint="e.g. $.items[*].name or $.store") from None
+    cap = spec.get("response", {}).get("max_bytes")
+    return dataclasses.replace(
+        hs, name=spec["name"], description=spec["description"], method=method, url=url, arguments=args,
+        select=select, max_response_bytes=int(cap) if cap else hs.max_response_bytes,
+        mutates_state=spec.get("mutates_state"), requires_approval=spec.get("requires_approval"),
+    )
+
+
+def _import_function(ref: str, at: tuple[Any, ...], smap: SourceMap) -> Any:
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise smap.error(f"cannot import module {module_name!r} for {ref!r}: {e}", (*at, "function"),
+                         hint="install the package or put its directory on PYTHONPATH") from None
+    except Exception as e:  # noqa: BLE001 - the module's own import-time failure, reported with its type
+        raise smap.error(f"importing {module_name!r} failed: {type(e).__name__}: {e}", (*at, "function")) from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            raise smap.error(f"{module_name!r} has no attribute {attr!r}", (*at, "function"),
+                             hint=f"did you mean {module_name}:{close[0]}?" if close else None)
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise smap.error(f"{ref!r} is a {type(obj).__name__}, not a function", (*at, "function"))
+    return obj
+
+
+def _overrides(t: Tool, spec: dict[str, Any]) -> Tool:
+    changes = {k: spec[k] for k in _OVERRIDES if k in spec}
+    if "name" in spec:
+        changes["name"] = spec["name"]
+    return dataclasses.replace(t, **changes) if changes else t
+
+
+def _python_tool(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap) -> Tool:
+    fn = _import_function(spec["function"], at, smap)
+    try:
+        if isinstance(fn, Tool):
+            return _overrides(fn, spec)
+        if "parameters" in spec:
+            doc = (fn.__doc__ or "").strip().split("\n\n")[0].strip()
+            return _overrides(Tool(name=spec.get("name", fn.__name__), description=spec.get("description", doc),
+                                   parameters=spec["parameters"], fn=fn), spec)
+        return _overrides(make_tool(fn, name=spec.get("name")), spec)
+    except ToolDefinitionError as e:
+        raise smap.error(f"{spec['function']}: {e}", (*at, "function")) from None
+
+
+def _builtin_tool(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap) -> Tool:
+    try:
+        t = load_builtin(spec["builtin"], **(spec.get("options") or {}))
+    except ConfigError as e:
+        raise smap.error(str(e.args[0]), (*at, "builtin"), hint=e.hint) from None
+    try:
+        return _overrides(t, spec)
+    except ToolDefinitionError as e:
+        raise smap.error(str(e), at) from None
+
+
+def _openapi_tools(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
+                   policy: NetPolicy, base_dir: Path, ctx: _Context) -> list[Tool]:
+    template = _http_settings(spec, at, smap, defaults, policy, ctx)
+    source = spec["spec"]
+    if urlsplit(source).scheme in ("http", "https") and ctx.transport is None:
+        _check_base(source, (*at, "spec"), smap, policy, ctx)
+    try:
+        doc, origin = load_openapi_document(source, base_dir=base_dir, policy=policy, transport=ctx.transport)
+    except OpenAPIError as e:
+        raise smap.error(str(e), (*at, "spec")) from None
+    except NetworkPolicyError as e:
+        raise smap.error(str(e), (*at, "spec")) from None
+    base_url = spec.get("base_url", defaults.get("base_url") if origin is None else None)
+    try:
+        specs = operations_to_specs(doc, list(spec["operations"]), origin=origin, base_url=base_url,
+                                    prefix=spec.get("prefix", ""), mutating=spec.get("mutating_operations"),
+                                    template=template)
+    except OpenAPIError as e:
+        raise smap.error(str(e), (*at, "operations")) from None
+    tools = []
+    for s in specs:
+        _check_base(s.url, (*at, "base_url") if "base_url" in spec else (*at, "spec"), smap, policy, ctx)
+        try:
+            tools.append(make_http_tool(s))
+        except ToolDefinitionError as e:
+            raise smap.error(f"operation {s.name!r} cannot become a tool: {e}", (*at, "operations")) from None
+    return tools
+
