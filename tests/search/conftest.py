@@ -49,7 +49,7 @@ class LoopbackServer:
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def url(self, path: str) -> str:
         return self.base + path
