@@ -44,8 +44,9 @@ def scan_value_end(text: str, start: int) -> ScanEnd:
     """Find the end of the bracketed value that opens at ``text[start]`` (``{`` or ``[``).
 
     String-aware (double and single quotes, backslash escapes) and comment-aware, so a ``}`` or a closing tag
-    inside a string never ends the value. Brackets are counted, not matched by kind: mismatches are left to the
-    decoder, which reports them better.
+    inside a string never ends the value. A closer that belongs to an outer bracket closes the inner ones too
+    (``[{"a": 1]``: the model dropped a ``}``), and a closer that matches nothing open is skipped, as
+    :func:`rebalance` repairs them.
     """
     stack: list[str] = []
     i, n = start, len(text)
@@ -64,8 +65,9 @@ def scan_value_end(text: str, start: int) -> ScanEnd:
         if c in "{[":
             stack.append("}" if c == "{" else "]")
         elif c in "}]":
-            if stack:
-                stack.pop()
+            if c in stack:
+                while stack.pop() != c:
+                    pass
             if not stack:
                 return ScanEnd(i + 1)
         elif c == "/" and text.startswith("//", i) or c == "#":
@@ -78,6 +80,39 @@ def scan_value_end(text: str, start: int) -> ScanEnd:
             continue
         i += 1
     return ScanEnd(None, f"{len(stack)} bracket(s) still open", "".join(reversed(stack)))
+
+
+def rebalance(text: str) -> str:
+    """Repair mismatched brackets the way models drop them: a closer that belongs to an outer bracket gets the
+    missing inner closers inserted before it, and a closer that matches nothing open is dropped. Brackets still
+    open at the end are left open: that is a cut-off output, not a typo, and must not be completed."""
+    out: list[str] = []
+    stack: list[str] = []
+    i = 0
+    while True:
+        m = _SPECIAL.search(text, i)
+        if m is None:
+            out.append(text[i:])
+            break
+        k = m.start()
+        out.append(text[i:k])
+        c = text[k]
+        if c in "\"'":
+            end = _string_end(text, k) or len(text)
+            out.append(text[k:end])
+            i = end
+            continue
+        if c in "{[":
+            stack.append("}" if c == "{" else "]")
+        elif c in "}]":
+            if c not in stack:
+                i = k + 1
+                continue
+            while (top := stack.pop()) != c:
+                out.append(top)
+        out.append(c)
+        i = k + 1
+    return "".join(out)
 
 
 def _string_end(text: str, i: int) -> int | None:
@@ -224,8 +259,13 @@ def decode_values(text: str) -> tuple[list[Any] | None, str | None]:
         return _decode_all(text), None
     except json.JSONDecodeError as e:
         first_error = e
+    normalized = normalize(text)
     try:
-        return _decode_all(normalize(text)), None
+        return _decode_all(normalized), None
+    except json.JSONDecodeError:
+        pass
+    try:
+        return _decode_all(rebalance(normalized)), None
     except json.JSONDecodeError:
         pass
     try:

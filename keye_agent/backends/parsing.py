@@ -25,14 +25,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from keye_agent.backends._call_shapes import Found, add_call, add_values, coerce_arguments, looks_like_call
 from keye_agent.backends._lenient_json import ScanEnd, decode_prefix, decode_values, excerpt, scan_value_end
 from keye_agent.types import ToolCall
 
+__all__ = ["ParsedOutput", "coerce_arguments", "parse_tool_calls"]
+
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_ARG_KEYS = ("arguments", "parameters", "args", "input")
-_META_KEYS = {"name", "id", "type", "function"}
-_NAME_OK = re.compile(r"[A-Za-z_][\w.\-:]{0,127}")
 _EMPTY_FENCE = re.compile(r"^[ \t]*```[^\n`]*\n(?:[ \t]*\n)*[ \t]*```[ \t]*(?:\n|$)", re.M)
 _XML_FUNC = re.compile(r"<function=([^>\n]+)>")
 _XML_PARAM = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.S)
@@ -49,14 +49,6 @@ class ParsedOutput:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Found:
-    """Calls (name, arguments, id or None) and errors, in order of appearance."""
-
-    calls: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
 def parse_tool_calls(text: str, *, allow_untagged: bool = True) -> ParsedOutput:
     """Split raw model output into prose, reasoning and tool calls.
 
@@ -65,13 +57,13 @@ def parse_tool_calls(text: str, *, allow_untagged: bool = True) -> ParsedOutput:
     a code fence, count as a call; pass False when no tools were offered, so a JSON answer stays an answer.
     """
     reasoning, body = _split_reasoning(text)
-    found = _Found()
+    found = Found()
     visible = _extract_tagged(body, found)
     if not found.calls and not found.errors and allow_untagged:
         untagged = _untagged_calls(visible)
         if untagged is not None:
             for value in untagged:
-                _add_call(value, "untagged tool call", found)
+                add_call(value, "untagged tool call", found)
             visible = ""
     if not found.calls and not found.errors and not visible and reasoning and OPEN in reasoning:
         found.errors.append(
@@ -79,37 +71,6 @@ def parse_tool_calls(text: str, *, allow_untagged: bool = True) -> ParsedOutput:
             "reasoning are not run; write them after </think>"
         )
     return ParsedOutput(text=visible, reasoning=reasoning, tool_calls=_with_ids(found.calls), errors=found.errors)
-
-
-def coerce_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """Arguments as a dict, from a dict, None, or a (possibly double-encoded, possibly Python-flavoured) JSON
-    string. Returns ``(arguments, None)`` or ``(None, why)``."""
-    if raw is None:
-        return {}, None
-    if isinstance(raw, dict):
-        return raw, None
-    if isinstance(raw, str):
-        if not raw.strip():
-            return {}, None
-        values, why = decode_values(raw)
-        if values is None:
-            return None, f"arguments are not valid JSON: {why}"
-        if len(values) != 1:
-            return None, f"arguments hold {len(values)} JSON values one after another; expected one object"
-        value = values[0]
-        if isinstance(value, str):  # encoded twice
-            return coerce_arguments(value) if value.strip()[:1] == "{" else (None, _not_object(value))
-        return (value, None) if isinstance(value, dict) else (None, _not_object(value))
-    return None, _not_object(raw)
-
-
-def _not_object(value: Any) -> str:
-    return f"arguments must be a JSON object, got {_json_type(value)} {excerpt(str(value), 40)}"
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number")
 
 
 def _split_reasoning(text: str) -> tuple[str | None, str]:
@@ -166,7 +127,7 @@ def _is_example(text: str, at: int, fences: list[tuple[int, int]]) -> bool:
     return False
 
 
-def _extract_tagged(body: str, found: _Found) -> str:
+def _extract_tagged(body: str, found: Found) -> str:
     """Parse every ``<tool_call>`` block into ``found``; return the text around them."""
     fences = _fence_spans(body) if "```" in body else []
     segments: list[str] = []
@@ -199,7 +160,7 @@ def _skip_fence_line(s: str, i: int) -> int:
     return i
 
 
-def _parse_block(body: str, start: int, label: str, found: _Found) -> int:
+def _parse_block(body: str, start: int, label: str, found: Found) -> int:
     """Parse the block whose content starts at ``start``; return where the block ends."""
     n = len(body)
     j = _skip_ws(body, _skip_fence_line(body, _skip_ws(body, start)))
@@ -231,12 +192,12 @@ def _parse_block(body: str, start: int, label: str, found: _Found) -> int:
         if j < n and body[j] in "{[":
             continue  # two objects in one block
         break
-    _add_values(values, label, found)
+    add_values(values, label, found)
     return j + len(CLOSE) if body.startswith(CLOSE, j) else j
 
 
 def _slow_value(
-    body: str, j: int, close_at: int, next_open: int, label: str, values: list[Any], found: _Found
+    body: str, j: int, close_at: int, next_open: int, label: str, values: list[Any], found: Found
 ) -> tuple[int, bool]:
     """Almost-JSON at ``j``: find its end by scanning and decode it leniently. Returns (where it ends, False),
     or (where the block ends, True) when the value never closes and the block was settled here."""
@@ -254,7 +215,7 @@ def _slow_value(
 
 
 def _unterminated(
-    body: str, j: int, close_at: int, next_open: int, scan: ScanEnd, label: str, values: list[Any], found: _Found
+    body: str, j: int, close_at: int, next_open: int, scan: ScanEnd, label: str, values: list[Any], found: Found
 ) -> int:
     """A JSON value that does not close. With ``</tool_call>`` after it the model finished the call and dropped a
     bracket, so close it; without, the output was cut off, and running half a call would be wrong."""
@@ -265,22 +226,22 @@ def _unterminated(
             chunk = chunk[:-3]
         decoded, why = decode_values(chunk + scan.closers) if scan.closers else (None, scan.state)
         if decoded is not None:
-            _add_values(values + decoded, label, found)
+            add_values(values + decoded, label, found)
         else:
             found.errors.append(f"{label}: the JSON value does not close ({scan.state}): {why}; "
                                 f"the block starts {excerpt(chunk, 50)}")
-            _add_values(values, label, found)
+            add_values(values, label, found)
         return close_at + len(CLOSE)
     stop = end if end >= 0 else len(body)
     found.errors.append(
         f"{label} is cut off: {scan.state} when the output ends (did generation hit max_tokens?); "
         f"the block starts {excerpt(body[j:stop], 50)}"
     )
-    _add_values(values, label, found)
+    add_values(values, label, found)
     return stop
 
 
-def _parse_non_json(chunk: str, label: str, found: _Found) -> None:
+def _parse_non_json(chunk: str, label: str, found: Found) -> None:
     """The XML variants of Qwen3-Coder/Qwen3.5 (``<function=NAME><parameter=K>V</parameter>``) and
     ``<function>NAME</function>{args}``; anything else is an error quoting the block."""
     m = _XML_FUNC.search(chunk)
@@ -317,54 +278,6 @@ def _parse_non_json(chunk: str, label: str, found: _Found) -> None:
     )
 
 
-def _add_values(values: list[Any], label: str, found: _Found) -> None:
-    for value in values:
-        if isinstance(value, list):
-            if not value:
-                found.errors.append(f"{label} holds an empty list: no call in it")
-            for item in value:
-                _add_call(item, label, found)
-        else:
-            _add_call(value, label, found)
-
-
-def _add_call(value: Any, label: str, found: _Found) -> None:
-    """One decoded value -> one call, or one error naming what is missing."""
-    if not isinstance(value, dict):
-        found.errors.append(
-            f'{label}: expected an object with "name" and "arguments", got {_json_type(value)} '
-            f"{excerpt(str(value), 40)}"
-        )
-        return
-    fn = value
-    if "name" not in value and isinstance(value.get("function"), dict):
-        fn = value["function"]  # the OpenAI wire shape {"type": "function", "function": {...}}
-    name = fn.get("name")
-    if name is None and isinstance(value.get("function"), str):
-        name = value["function"]
-    if not isinstance(name, str) or not name.strip():
-        found.errors.append(f'{label}: no "name" string in the call (keys: {", ".join(map(str, value)) or "none"})')
-        return
-    name = name.strip()
-    arg_key = next((k for k in _ARG_KEYS if k in fn), None)
-    if arg_key is None:
-        extra = [k for k in fn if k not in _META_KEYS]
-        if extra:
-            found.errors.append(
-                f'{label}: call to {name!r} has no "arguments" object (found keys {", ".join(map(str, extra))}); '
-                'put the arguments under "arguments"'
-            )
-            return
-        arguments: dict[str, Any] | None = {}
-    else:
-        arguments, why = coerce_arguments(fn[arg_key])
-        if arguments is None:
-            found.errors.append(f"{label}: call to {name!r}: {why}")
-            return
-    call_id = value.get("id") if isinstance(value.get("id"), str) else None
-    found.calls.append((name, arguments, call_id))
-
-
 def _untagged_calls(visible: str) -> list[Any] | None:
     """The calls of an output that is exactly one JSON call object or list of them (maybe fenced), else None.
 
@@ -386,17 +299,11 @@ def _untagged_calls(visible: str) -> list[Any] | None:
         values, _ = decode_values(s)
         if values is None or len(values) != 1:
             return None
-    items = values[0] if isinstance(values[0], list) else [values[0]]
-    return items if items and all(_looks_like_call(v) for v in items) else None
-
-
-def _looks_like_call(value: Any) -> bool:
-    if not isinstance(value, dict):
-        return False
-    fn = value.get("function") if isinstance(value.get("function"), dict) else value
-    name = fn.get("name")
-    has_args = any(k in fn for k in ("arguments", "parameters"))
-    return isinstance(name, str) and bool(_NAME_OK.fullmatch(name)) and has_args
+    value = values[0]
+    if isinstance(value, dict) and "name" not in value and isinstance(value.get("tool_calls"), list):
+        value = value["tool_calls"]  # {"tool_calls": [call, ...]}
+    items = value if isinstance(value, list) else [value]
+    return items if items and all(looks_like_call(v) for v in items) else None
 
 
 def _join_visible(segments: list[str]) -> str:

@@ -2,7 +2,8 @@
 
 Each case names where output of that kind was seen: a public issue or pull-request thread (found with the
 search tool; the output below is our own instance of the kind the thread shows, not a copy of it).
-``calls`` lists (name, arguments) or (id, name, arguments); ``errors`` lists one substring per expected error.
+``calls`` lists (name, arguments) or (id, name, arguments); ``errors`` lists one substring per expected error;
+``note`` says how the instance differs from what the thread shows, where it does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Case:
     reasoning: str | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 CORPUS: list[Case] = [
@@ -79,7 +81,7 @@ CORPUS: list[Case] = [
     ),
     Case(
         "raw-newlines-inside-string",
-        "https://github.com/vllm-project/vllm/issues/45167",
+        "https://github.com/MoonshotAI/kimi-cli/pull/1460",
         '<tool_call>\n{"name": "python", "arguments": {"code": "for i in range(3):\n    print(i)"}}\n</tool_call>',
         calls=[("python", {"code": "for i in range(3):\n    print(i)"})],
     ),
@@ -124,9 +126,36 @@ CORPUS: list[Case] = [
     ),
     Case(
         "flattened-arguments",
-        "https://github.com/ollama/ollama/issues/16932",
-        '<tool_call>\n{"name": "get_weather", "city": "Paris"}\n</tool_call>',
-        errors=["call to 'get_weather' has no \"arguments\" object (found keys city)"],
+        "https://github.com/openclaw/openclaw/pull/96127",
+        '<tool_call>\n{"name": "run_command", "command": "ls -la", "cwd": "/tmp"}\n</tool_call>',
+        calls=[("run_command", {"command": "ls -la", "cwd": "/tmp"})],
+    ),
+    Case(
+        "tool-calls-wrapper-fenced",
+        "https://github.com/TheBadFella/CatGPT/issues/83",
+        '```\n{"tool_calls":[{"name":"bash","arguments":{"command":"du -sh * | sort -h"}}]}\n```',
+        calls=[("bash", {"command": "du -sh * | sort -h"})],
+    ),
+    Case(
+        "tool-calls-wrapper-missing-brace",
+        "https://github.com/FANATFANATA/DanyAPI/pull/3",
+        '{"tool_calls": [{"name": "Edit", "arguments": {"path": "/file.py"}]}',
+        calls=[("Edit", {"path": "/file.py"})],
+    ),
+    Case(
+        "missing-brace-before-bracket-in-arguments",
+        "https://github.com/ranxianglei/billion-context-pi/issues/253",
+        '<tool_call>\n{"name": "compress", "arguments": {"content": [{"startId": "m1", "endId": "m9", "summary": '
+        '"saved at /tmp/c.json."]}}\n</tool_call>',
+        calls=[("compress", {"content": [{"startId": "m1", "endId": "m9", "summary": "saved at /tmp/c.json."}]})],
+    ),
+    Case(
+        "json-preamble-then-tagged-call",
+        "https://github.com/3-ark/Cognito-AI_Sidekick/issues/47",
+        '{"tool_name": "memory.update", "tool_arguments": {"summary": "saved the note"}}\n<tool_call>\n{"name": '
+        '"memory.update", "arguments": {"summary": "saved the note"}}\n</tool_call>',
+        text='{"tool_name": "memory.update", "tool_arguments": {"summary": "saved the note"}}',
+        calls=[("memory.update", {"summary": "saved the note"})],
     ),
     # --- brackets and tags ---------------------------------------------------------------------------------
     Case(
@@ -137,7 +166,7 @@ CORPUS: list[Case] = [
     ),
     Case(
         "missing-closing-brace-before-close-tag",
-        "https://github.com/yigit353/langchain-qwq/issues/30",
+        "https://github.com/ranxianglei/billion-context-pi/issues/253",
         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Hangzhou"}\n</tool_call>',
         calls=[("get_weather", {"city": "Hangzhou"})],
     ),
@@ -238,6 +267,7 @@ CORPUS: list[Case] = [
         "https://github.com/ardanlabs/kronk/pull/950",
         '<tool_call>\n```json\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n```\n</tool_call>',
         calls=[("get_weather", {"location": "Paris"})],
+        note="the thread shows Qwen2.5-Coder fencing its call envelope; here the fence sits inside the tags",
     ),
     Case(
         "fence-around-tags",
@@ -246,6 +276,7 @@ CORPUS: list[Case] = [
         "</tool_call>\n```",
         text="Checking now.",
         calls=[("get_weather", {"location": "Paris"})],
+        note="the thread shows the fenced envelope without tags; here the fence wraps the tagged call",
     ),
     Case(
         "fenced-example-followed-by-prose-is-not-a-call",
@@ -385,8 +416,16 @@ CORPUS: list[Case] = [
         "already know.",
     ),
     Case(
+        "tool-syntax-discussed-in-reasoning-then-real-call",
+        "https://github.com/lmstudio-ai/lmstudio-bug-tracker/issues/1592",
+        "<think>\nSome models write <function=...>, others <tool_call>; I will use the JSON form.\n</think>\n"
+        '<tool_call>\n{"name": "web_search", "arguments": {"query": "tool call formats"}}\n</tool_call>',
+        reasoning="Some models write <function=...>, others <tool_call>; I will use the JSON form.",
+        calls=[("web_search", {"query": "tool call formats"})],
+    ),
+    Case(
         "call-only-inside-think-with-empty-answer",
-        "https://github.com/ShishirPatil/gorilla/pull/1230",
+        "https://github.com/QwenLM/qwen-code/issues/6548",
         '<think>\nCall the tool.\n<tool_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>\n'
         "</think>\n\n",
         reasoning='Call the tool.\n<tool_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call>',
@@ -424,6 +463,12 @@ CORPUS: list[Case] = [
         "<tool_call>\n<parameter=absolute_path>\n/src/app.py\n</parameter>\n</tool_call>",
         errors=["<tool_call> block 1 has <parameter=...> but no <function=NAME>"],
     ),
+    Case(
+        "parameter-tag-where-function-belongs",
+        "https://github.com/antirez/ds4/pull/1050",
+        "<tool_call>\n<parameter=bash>\n<parameter=command>\nls\n</parameter>\n</function>\n</tool_call>",
+        errors=["<tool_call> block 1 has <parameter=...> but no <function=NAME>: the tool name goes in"],
+    ),
     # --- well-formed baselines from the same threads ------------------------------------------------------
     Case(
         "well-formed-non-ascii",
@@ -432,10 +477,10 @@ CORPUS: list[Case] = [
         calls=[("get_current_weather", {"location": "杭州"})],
     ),
     Case(
-        "call-with-given-id",
+        "nested-non-ascii-arguments",
         "https://github.com/vllm-project/vllm/issues/19056",
-        '<tool_call>\n{"id": "tool-7", "name": "summary", "arguments": {"outline": [{"h2": "背景", '
-        '"guideline": "历程"}]}}\n</tool_call>',
-        calls=[("tool-7", "summary", {"outline": [{"h2": "背景", "guideline": "历程"}]})],
+        '<tool_call>\n{"name": "summary", "arguments": {"outline": [{"h2": "背景", "guideline": "历程"}, '
+        '{"h2": "突破", "guideline": "对比"}]}}\n</tool_call>',
+        calls=[("summary", {"outline": [{"h2": "背景", "guideline": "历程"}, {"h2": "突破", "guideline": "对比"}]})],
     ),
 ]
