@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 
 from keye_agent.errors import BackendConnectionError, ContextWindowError, redact, register_secret
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk
+from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._openai_wire import DeltaRouter, TurnBuilder, request_body
-from .base import BaseBackend, run_sync
+from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,16 @@ class OpenAIBackend(BaseBackend):
         model: the model name the server knows.
         base_url: the API root, ending in ``/v1`` (``/chat/completions`` is appended).
         api_key: the bearer token; None reads ``OPENAI_API_KEY``; local servers usually need none.
-        timeout: seconds to wait for the server (connect, and between bytes of the answer).
+        timeout: seconds to wait for the server: to connect, and between bytes of the answer. A non-streamed
+            answer sends nothing until it is complete, so there this bounds the whole generation.
         max_retries: further attempts after the first, for 429, 5xx, connection errors and timeouts.
         context_window: the model's context length in tokens, for the planner loop's budgeting.
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body (server-specific options).
         backoff_s: the first retry delay; it doubles per attempt (with jitter) up to ``max_backoff_s``.
         max_backoff_s: the longest wait between attempts, ``Retry-After`` included.
+        max_tokens_field: the request field for ``settings.max_tokens``: ``"max_tokens"`` (vLLM, SGLang,
+            llama.cpp, Ollama) or ``"max_completion_tokens"`` (OpenAI's reasoning models refuse the former).
         parse_text_tool_calls: also parse ``<tool_call>``/``<think>`` markup the server left in the text (servers
             started without a tool-call parser).
     """
@@ -79,6 +82,7 @@ class OpenAIBackend(BaseBackend):
         extra_body: dict[str, Any] | None = None,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        max_tokens_field: str = "max_tokens",
         parse_text_tool_calls: bool = True,
     ) -> None:
         self.model = model
@@ -90,6 +94,7 @@ class OpenAIBackend(BaseBackend):
         self.max_backoff_s = max_backoff_s
         self.extra_body = dict(extra_body or {})
         self.parse_text_tool_calls = parse_text_tool_calls
+        self.max_tokens_field = max_tokens_field
         base = base_url.rstrip("/")
         self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -148,19 +153,19 @@ class OpenAIBackend(BaseBackend):
     async def agenerate(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
     ) -> AssistantTurn:
-        body = request_body(self.model, messages, tools, settings, stream=False, extra_body=self.extra_body)
+        body = self._body(messages, tools, settings, stream=False)
         data = await self._with_retries(lambda: self._post_once(body))
         choice = data["choices"][0]
         builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
         builder.add_message(choice.get("message") or {})
         builder.finish = choice.get("finish_reason")
         builder.add_usage(data.get("usage"))
-        return builder.build()
+        return self._estimate_usage(builder.build(), messages, tools)
 
     async def astream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
     ) -> AsyncIterator[StreamChunk]:
-        body = request_body(self.model, messages, tools, settings, stream=True, extra_body=self.extra_body)
+        body = self._body(messages, tools, settings, stream=True)
         attempt = 0
         while True:
             builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
@@ -175,7 +180,7 @@ class OpenAIBackend(BaseBackend):
                             yield StreamChunk(k, piece)  # type: ignore[arg-type]
                 for k, piece in router.flush():
                     yield StreamChunk(k, piece)  # type: ignore[arg-type]
-                yield StreamChunk("done", turn=builder.build())
+                yield StreamChunk("done", turn=self._estimate_usage(builder.build(), messages, tools))
                 return
             except _Retryable as r:
                 if yielded:
@@ -187,6 +192,26 @@ class OpenAIBackend(BaseBackend):
                     raise self._final(r, attempt) from None
                 await self._sleep(attempt, r)
                 attempt += 1
+
+    def _body(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings,
+        *, stream: bool,
+    ) -> dict[str, Any]:
+        body = request_body(self.model, messages, tools, settings, stream=stream, extra_body=None)
+        if self.max_tokens_field != "max_tokens":
+            body[self.max_tokens_field] = body.pop("max_tokens")
+        body.update(self.extra_body)
+        return body
+
+    def _estimate_usage(
+        self, turn: AssistantTurn, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None
+    ) -> AssistantTurn:
+        """Servers that report no usage get the tokenizer-free estimate, so the loop's token budgets still bind."""
+        if turn.usage.prompt_tokens or turn.usage.completion_tokens:
+            return turn
+        turn.usage = Usage(prompt_tokens=self.count_tokens(messages, tools),
+                           completion_tokens=approx_token_count(turn.raw or turn.text))
+        return turn
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 

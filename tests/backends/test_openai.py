@@ -345,3 +345,18 @@ def test_consumer_stopping_early_closes_the_stream() -> None:
             return first, turn.text
 
         assert asyncio.run(run()) == ("w0 ", "next")
+
+
+def test_usage_estimated_when_the_server_reports_none() -> None:
+    events = [delta(content="a short answer"), delta(finish="stop")]
+    with ChatServer([Reply(events=events)]) as server:
+        turn = stream(backend(server), [Message.user("a question of some length")])[-1].turn
+    assert turn is not None and turn.usage.prompt_tokens > 0 and turn.usage.completion_tokens > 0
+
+
+def test_max_tokens_field_and_extra_body() -> None:
+    with ChatServer([Reply(completion("ok"))]) as server:
+        backend(server, max_tokens_field="max_completion_tokens", extra_body={"top_k": 5}).generate(
+            [Message.user("hi")], None, GenerationSettings(max_tokens=77))
+    body = server.requests[0]
+    assert body["max_completion_tokens"] == 77 and "max_tokens" not in body and body["top_k"] == 5
