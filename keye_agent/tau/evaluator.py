@@ -34,7 +34,7 @@ async def evaluate(messages: list[TauMessage], termination_reason: str, task: Ta
     ec = task.evaluation_criteria
     if ec is None:
         return {"reward": 1.0, "reward_basis": None, "info": {"note": "No evaluation criteria"}}
-    basis = list(ec.reward_basis)
+    basis = [RewardType(b) for b in ec.reward_basis]
     env_part = await _env_checks(messages, task, domain)
     action_checks = await _action_checks(messages, task, domain)
     communicate = _communicate_checks(messages, ec.communicate_info or [])

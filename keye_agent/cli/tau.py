@@ -1,0 +1,236 @@
+"""`keye-agent tau`: run TAU2-style simulations and read their results.
+
+    keye-agent tau run --domain mock --tau2-data ~/tau2-bench --agent-model MODEL --user-model MODEL \\
+        --num-trials 4 --max-concurrency 8 --save-to results.json
+    keye-agent tau run ... --save-to results.json --resume      # after a crash or Ctrl-C: finish the rest
+    keye-agent tau view results.json                            # the summary and a list of simulations
+    keye-agent tau view results.json --task-id update_task_1 --trial 0
+
+``--agent-model oracle`` and ``--user-model oracle`` run the scripted oracle (gold actions), ``--agent-model idle``
+an agent that does nothing: both check a domain and the runner without a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from keye_agent.errors import KeyeAgentError
+from keye_agent.tau import (
+    IdleAgent,
+    Limits,
+    OracleAgent,
+    OracleUser,
+    Results,
+    RunSettings,
+    Summary,
+    load_domain,
+    run_tasks,
+    summarize,
+)
+from keye_agent.tau.schema import Task
+from keye_agent.types import GenerationSettings, ModelBackend
+
+app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a domain, scored as tau2-bench does.",
+                  no_args_is_help=True)
+console = Console()
+
+_SCRIPTED = {"oracle", "idle"}
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[red]error:[/red] {e}")
+    raise typer.Exit(2)
+
+
+def _backend_factory(spec: str, side: str, base_url: str | None):
+    """(task, trial) -> backend. Scripted participants are made per simulation; a model is built once."""
+    if spec == "oracle":
+        return (lambda t, k: OracleAgent(t)) if side == "agent" else (lambda t, k: OracleUser(t))
+    if spec == "idle":
+        if side != "agent":
+            raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
+        return lambda t, k: IdleAgent(t)
+    model = _resolve(spec, base_url)
+    return lambda t, k: model
+
+
+def _resolve(spec: str, base_url: str | None) -> ModelBackend:
+    try:
+        from keye_agent.cli.models import resolve_model
+    except ImportError as e:
+        raise KeyeAgentError(f"cannot build model {spec!r}: keye_agent.cli.models is missing ({e})",
+                             hint="use --agent-model oracle / --user-model oracle to check the plumbing") from None
+    return resolve_model(spec, base_url=base_url)
+
+
+def _split_ids(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+@app.command("run")
+def run(
+    domain: Annotated[str, typer.Option("--domain", help="mock, store, or the path of a domain folder")],
+    agent_model: Annotated[str, typer.Option("--agent-model", help="model spec, or oracle / idle")],
+    user_model: Annotated[str, typer.Option("--user-model", help="model spec, or oracle")],
+    num_trials: Annotated[int, typer.Option("--num-trials", min=1, help="trials per task (pass^1..pass^k)")] = 1,
+    num_tasks: Annotated[int | None, typer.Option("--num-tasks", min=1, help="only the first N tasks")] = None,
+    task_ids: Annotated[list[str] | None, typer.Option("--task-ids", help="task ids (repeat or comma-separate)")] = None,
+    task_split: Annotated[str, typer.Option("--task-split", help="split of the task set")] = "base",
+    task_set: Annotated[str | None, typer.Option("--task-set", help="e.g. v0.1.0: the paper-release tasks")] = None,
+    tau2_data: Annotated[Path | None, typer.Option("--tau2-data", help="a tau2-bench checkout or data folder "
+                                                                         "(default $KEYE_TAU2_DATA)")] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1)] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="base seed; each trial derives its own")] = 300,
+    save_to: Annotated[Path | None, typer.Option("--save-to", help="results file (tau2-bench's format)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run saved in --save-to")] = False,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="messages per simulation")] = 200,
+    max_errors: Annotated[int, typer.Option("--max-errors", min=1, help="failed tool calls per simulation")] = 10,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="seconds per simulation")] = None,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="model that judges NL assertions")] = None,
+    agent_base_url: Annotated[str | None, typer.Option("--agent-base-url")] = None,
+    user_base_url: Annotated[str | None, typer.Option("--user-base-url")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="agent and user sampling temperature")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Run simulations of a domain's tasks and score them."""
+    try:
+        dom = load_domain(domain, tau2_data=tau2_data, task_set=task_set)
+        tasks = dom.select(split=task_split, task_ids=_split_ids(task_ids), num_tasks=num_tasks)
+        agent_f = _backend_factory(agent_model, "agent", agent_base_url)
+        user_f = _backend_factory(user_model, "user", user_base_url)
+        judge = _resolve(judge_model, None) if judge_model else None
+        if save_to is None:
+            stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+            save_to = Path("results") / f"{stamp}_{dom.name}_{agent_model.replace('/', '_')}.json"
+        settings = RunSettings(
+            num_trials=num_trials, max_concurrency=max_concurrency, seed=seed,
+            limits=Limits(max_steps=max_steps, max_errors=max_errors, timeout_s=timeout),
+            agent_settings=GenerationSettings(temperature=temperature),
+            user_settings=GenerationSettings(temperature=temperature),
+            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume)
+        results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
+    except KeyeAgentError as e:
+        _fail(e)
+        return
+    summary = summarize(results)
+    if as_json:
+        print(json.dumps({**summary.__dict__, "pass_hat": {str(k): v for k, v in summary.pass_hat.items()},
+                          "save_to": str(save_to)}))
+    else:
+        _print_summary(summary)
+        console.print(f"results: {save_to}")
+
+
+def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSettings, *, quiet: bool) -> Results:
+    rewards: list[float] = []
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("avg reward {task.fields[avg]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
+        job = bar.add_task(f"{dom.name}", total=None, avg="-")
+
+        def progress(done: int, total: int, sim) -> None:
+            if sim is not None:
+                rewards.append(sim.reward or 0.0)
+            avg = f"{sum(rewards) / len(rewards):.3f}" if rewards else "-"
+            bar.update(job, completed=done, total=total, avg=avg)
+
+        return asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=progress))
+
+
+def _print_summary(s: Summary) -> None:
+    table = Table(title="TAU2 results")
+    table.add_column("domain")
+    table.add_column("tasks", justify="right")
+    table.add_column("simulations", justify="right")
+    table.add_column("avg reward", justify="right")
+    for k in s.pass_hat:
+        table.add_column(f"pass^{k}", justify="right")
+    table.add_row(s.domain, str(s.num_tasks), str(s.num_simulations), f"{s.avg_reward:.3f}",
+                  *(f"{v:.3f}" for v in s.pass_hat.values()))
+    console.print(table)
+    console.print("ended by: " + ", ".join(f"{k} {v}" for k, v in sorted(s.termination.items())))
+    for note in s.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+@app.command("view")
+def view(
+    path: Annotated[Path, typer.Argument(help="a results file")],
+    task_id: Annotated[str | None, typer.Option("--task-id", help="show this task's simulation")] = None,
+    trial: Annotated[int, typer.Option("--trial", help="with --task-id: which trial")] = 0,
+    sim_id: Annotated[str | None, typer.Option("--sim", help="show the simulation with this id")] = None,
+) -> None:
+    """Show a results file: its summary and simulations, or one simulation in full."""
+    try:
+        results = Results.load(path)
+    except KeyeAgentError as e:
+        _fail(e)
+        return
+    if task_id is None and sim_id is None:
+        _print_summary(summarize(results))
+        table = Table(title="simulations")
+        for col in ("task", "trial", "ended by", "reward", "breakdown", "messages", "seconds"):
+            table.add_column(col)
+        for s in results.simulations:
+            bd = (s.reward_info or {}).get("reward_breakdown") or {}
+            table.add_row(s.task_id, str(s.trial), s.termination_reason, f"{s.reward if s.reward is not None else '-'}",
+                          " ".join(f"{k}={v:g}" for k, v in bd.items()), str(len(s.messages)), f"{s.duration:.2f}")
+        console.print(table)
+        return
+    sims = [s for s in results.simulations
+            if (sim_id is not None and s.id == sim_id) or (sim_id is None and s.task_id == task_id and s.trial == trial)]
+    if not sims:
+        _fail(KeyeAgentError(f"no simulation {'id ' + sim_id if sim_id else f'of task {task_id!r} trial {trial}'} "
+                             f"in {path}", hint="run `keye-agent tau view FILE` to list them"))
+        return
+    _print_simulation(sims[0])
+
+
+def _print_simulation(s) -> None:
+    ri: dict[str, Any] = s.reward_info or {}
+    console.print(f"[bold]{s.task_id}[/bold] trial {s.trial}  id {s.id}")
+    console.print(f"ended by {s.termination_reason} after {s.duration:.2f} s; reward {ri.get('reward')} "
+                  f"{ri.get('reward_breakdown') or ''}")
+    usage = (s.info or {}).get("usage")
+    if usage:
+        console.print(f"tokens: agent {usage['agent']['prompt_tokens']}+{usage['agent']['completion_tokens']}, "
+                      f"user {usage['user']['prompt_tokens']}+{usage['user']['completion_tokens']}")
+    for m in s.messages:
+        style = {"assistant": "cyan", "user": "green", "tool": "magenta", "system": "dim"}[m.role]
+        who = m.role if m.role != "tool" else f"tool→{m.requestor or 'assistant'}"
+        for c in m.tool_calls or []:
+            line = Text(who, style=style)
+            line.append(f" calls {c.name}({json.dumps(c.arguments, ensure_ascii=False)})")
+            console.print(line)
+        if m.content:
+            line = Text(who, style=style)
+            line.append(" ")
+            if m.error:
+                line.append("error ", style="red")
+            line.append(m.content)
+            console.print(line)
+    for key, label in (("action_checks", "action"), ("communicate_checks", "communicate"),
+                       ("env_assertions", "env assertion"), ("nl_assertions", "NL assertion")):
+        for c in ri.get(key) or []:
+            ok = c.get("met", c.get("action_match"))
+            what = c.get("info") or c.get("nl_assertion") or (c.get("action") or {}).get("name") \
+                or (c.get("env_assertion") or {}).get("func_name")
+            console.print(f"{label}: {what} -> {'met' if ok else '[red]not met[/red]'}")
+    db = ri.get("db_check")
+    if db:
+        console.print(f"database: {'matches the gold state' if db['db_match'] else '[red]differs from the gold state[/red]'}")
+    note = (ri.get("info") or {}).get("note")
+    if note:
+        console.print(f"note: {note}")
