@@ -218,7 +218,7 @@ def decode_prefix(text: str, start: int) -> tuple[Any, int] | None:
     """The strict JSON value that starts at ``start`` and where it ends, or None (the fast path: one C call)."""
     try:
         return _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
 
 
@@ -259,14 +259,16 @@ def decode_values(text: str) -> tuple[list[Any] | None, str | None]:
         return _decode_all(text), None
     except json.JSONDecodeError as e:
         first_error = e
+    except RecursionError:
+        return None, f"JSON nested too deeply to decode (it starts {excerpt(text, 30)})"
     normalized = normalize(text)
     try:
         return _decode_all(normalized), None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         pass
     try:
         return _decode_all(rebalance(normalized)), None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         pass
     try:
         # Last resort for Python syntax normalize() does not cover (triple quotes, tuples).

@@ -113,3 +113,11 @@ def test_large_output_parses() -> None:
     call = '<tool_call>\n{"name": "echo", "arguments": {"text": "' + "x" * 2000 + '"}}\n</tool_call>\n'
     out = parse_tool_calls("prose " * 5000 + call * 200)
     assert len(out.tool_calls) == 200 and not out.errors
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    out = parse_tool_calls(f'<tool_call>{{"name": "f", "arguments": {{"x": {deep}}}}}</tool_call>')
+    assert out.tool_calls == [] and "nested too deeply" in out.errors[0]
+    assert coerce_arguments(deep)[0] is None
+    assert parse_tool_calls(deep).text == deep  # an answer, not a call
