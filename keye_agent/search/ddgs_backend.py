@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from keye_agent.errors import ConfigError, SearchError
 
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, backoff_delay
 from .results import SearchResult, check_region, check_time_range, dedupe
 
 _TIMELIMIT = {"day": "d", "week": "w", "month": "m", "year": "y"}
@@ -54,6 +55,15 @@ class _Refused(Exception):
     kind = "refused"
 
 
+def _unwrap(url: str) -> str:
+    """The target of a DuckDuckGo redirect link (``//duckduckgo.com/l/?uddg=TARGET&rut=...``); others unchanged."""
+    if "duckduckgo.com/l/" not in url:
+        return url
+    query = urlsplit("https:" + url if url.startswith("//") else url).query
+    target = parse_qs(query).get("uddg")
+    return target[0] if target else url
+
+
 def _retry_after(headers: Any) -> float | None:
     try:
         value = headers.get("retry-after") or headers.get("Retry-After") if headers is not None else None
@@ -66,11 +76,11 @@ class _CheckedClient:
     """Stands in for an engine's ``http_client``: passes requests to ``inner`` and turns what ddgs would silently
     drop (non-200 answers, bot pages, transport errors) into typed failures."""
 
-    def __init__(self, inner: Any, engine: str) -> None:
+    def __init__(self, inner: Any, engine: str, client: Any = None) -> None:
         self.inner = inner
         self.engine = engine
-        # ddgs's engines reach through to the primp client for cookies and headers
-        self.client = getattr(inner, "client", None)
+        # ddgs's engines reach through to the primp client for cookies and headers: keep the engine's own
+        self.client = client if client is not None else getattr(inner, "client", None)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         from ddgs.exceptions import DDGSException
@@ -169,21 +179,17 @@ class DdgsBackend:
         engine = self._engines.get(name)
         if engine is None:
             engine = self._classes[name](proxy=self.proxy, timeout=int(max(1, self.timeout_s)), verify=self.verify)
-            engine.http_client = _CheckedClient(self.transport or engine.http_client, name)
+            engine.http_client = _CheckedClient(self.transport or engine.http_client, name, engine.http_client.client)
             self._engines[name] = engine
         return engine
 
     def _wait(self, retry_state: Any) -> float:
-        backoff = wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s, jitter=self.backoff_s)(
-            retry_state
-        )
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            backoff = max(backoff, min(retry_after, 60.0))
+        delay = backoff_delay(retry_state.attempt_number, self.backoff_s, self.max_backoff_s,
+                              getattr(exc, "retry_after", None))
         if isinstance(exc, _RateLimited):
-            self.limiter.penalise(backoff)
-        return backoff
+            self.limiter.penalise(delay)  # other threads searching through this backend back off as well
+        return delay
 
     def _one_page(self, engine: Any, query: str, region: str, timelimit: str | None, page: int) -> list[Any]:
         retrying = Retrying(
@@ -208,9 +214,9 @@ class DdgsBackend:
             raw = self._one_page(engine, query, region, timelimit, page)
             before = len(found)
             for item in raw:
-                url = getattr(item, "href", "") or ""
-                if not url.startswith(("http://", "https://")):
-                    continue
+                url = _unwrap(getattr(item, "href", "") or "")
+                if not url.startswith(("http://", "https://")) or "duckduckgo.com/y.js" in url:
+                    continue  # relative links, and DuckDuckGo's ad redirects
                 found.append(SearchResult(
                     title=getattr(item, "title", "") or "", url=url, snippet=getattr(item, "body", "") or "",
                     source=name,

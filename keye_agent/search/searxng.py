@@ -13,11 +13,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from keye_agent.errors import ConfigError, SearchError, redact
 
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, backoff_delay
 from .results import SearchResult, check_region, check_time_range, dedupe
 
 _SAFESEARCH = {"off": 0, "moderate": 1, "on": 2, "strict": 2}
@@ -139,12 +139,9 @@ class SearxngBackend:
         return data
 
     def _wait(self, retry_state: Any) -> float:
-        backoff = wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s, jitter=self.backoff_s)(
-            retry_state
-        )
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        return max(backoff, min(retry_after, 60.0)) if retry_after else backoff
+        return backoff_delay(retry_state.attempt_number, self.backoff_s, self.max_backoff_s,
+                             getattr(exc, "retry_after", None))
 
     def search(
         self, query: str, *, max_results: int = 10, region: str | None = None, time_range: str | None = None
