@@ -152,7 +152,9 @@ class _Call:
         headers = dict(spec.headers)
         body: dict[str, Any] = {}
         raw_body: Any = None
-        for name, value in args.items():
+        # a default declared for an argument is sent when the model leaves the argument out
+        defaults = {n: a.schema["default"] for n, a in spec.arguments.items() if "default" in a.schema}
+        for name, value in {**defaults, **args}.items():
             a = spec.arguments.get(name)
             if a is None or value is None:
                 continue
@@ -166,9 +168,6 @@ class _Call:
                 raw_body = value
             else:
                 body[a.wire_name] = value
-        for name, a in spec.arguments.items():
-            if a.location == "body" and name not in args and "default" in a.schema:
-                body.setdefault(a.wire_name, a.schema["default"])
         url = _PLACEHOLDER.sub(lambda m: path_values.get(m.group(1), m.group(0)), spec.url)
         missing = placeholders(url)
         if missing:

@@ -21,8 +21,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,14 +269,25 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.lru_cache(maxsize=8)
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    # loading the CA bundle costs ~50 ms; a context is safe to share between clients
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
+
+
 class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with a pool whose network backend is the guard.
+
+    httpx offers no way to pass a network backend, so this sets the pool ``AsyncHTTPTransport`` sends through
+    (its one attribute) instead of calling its constructor, which would build a second, unguarded pool.
+    """
+
     def __init__(self, policy: NetPolicy, resolve: Resolver | None, *, verify: Any = True, http2: bool = False,
                  limits: httpx.Limits | None = None) -> None:
-        super().__init__(verify=verify, http2=http2, trust_env=False)
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        # httpx builds its pool without a way to pass a network backend; rebuilding it is the one seam there is
+        ctx = verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=ctx,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
