@@ -137,10 +137,10 @@ class LocalBackend:
         return _Index(corpus, fp, retriever, owners, texts, vocab)
 
     def get(self, url: str) -> Document | None:
-        """The corpus document cited as ``url`` (its declared URL or file URI), or None."""
+        """The corpus document cited as ``url`` (its declared URL, or its file URI), or None."""
         key = canonical_url(url)
         for doc in self._current().corpus.documents:
-            if canonical_url(doc.url) == key:
+            if canonical_url(doc.url) == key or doc.path.resolve().as_uri() == url:
                 return doc
         return None
 
