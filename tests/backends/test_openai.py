@@ -360,3 +360,27 @@ def test_max_tokens_field_and_extra_body() -> None:
             [Message.user("hi")], None, GenerationSettings(max_tokens=77))
     body = server.requests[0]
     assert body["max_completion_tokens"] == 77 and "max_tokens" not in body and body["top_k"] == 5
+
+
+@pytest.mark.parametrize("raw", [
+    "<think>a < b</think>text with <tags> and <tool_call>{\"name\": \"x\"}</tool_call> tail",
+    "  <thi",
+    "<thinking> is not <think>, so this is text",
+    "<think>never closed <tool_call>",
+])
+def test_delta_router_is_independent_of_the_split(raw: str) -> None:
+    from keye_agent.backends._openai_wire import DeltaRouter
+
+    def route(step: int) -> dict[str, str]:
+        r, out = DeltaRouter(), {"text": "", "reasoning": ""}
+        pieces = [raw[i:i + step] for i in range(0, len(raw), step)]
+        for kind, text in [p for piece in pieces for p in r.feed(piece)] + r.flush():
+            out[kind] += text
+        return out
+
+    whole = route(len(raw))
+    assert all(route(step) == whole for step in range(1, 12))
+    if raw.startswith("<think>a"):
+        assert whole == {"reasoning": "a < b", "text": "text with <tags> and "}
+    if raw.startswith("<thinking>"):
+        assert whole == {"reasoning": "", "text": raw}
