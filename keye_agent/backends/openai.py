@@ -46,6 +46,7 @@ class _Retryable(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        self.message = redact(str(error.args[0]))  # without the hint, which the final error adds once
 
 
 class OpenAIBackend(BaseBackend):
@@ -185,8 +186,8 @@ class OpenAIBackend(BaseBackend):
             except _Retryable as r:
                 if yielded:
                     raise BackendConnectionError(
-                        redact(f"{r.error} (the stream had already delivered {yielded} piece(s); not retried)"),
-                        status_code=r.error.status_code,
+                        f"{r.message} (the stream had already delivered {yielded} piece(s); not retried)",
+                        status_code=r.error.status_code, hint=r.error.hint,
                     ) from None
                 if attempt >= self.max_retries:
                     raise self._final(r, attempt) from None
@@ -228,7 +229,7 @@ class OpenAIBackend(BaseBackend):
 
     def _final(self, r: _Retryable, attempt: int) -> BackendConnectionError:
         tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
-        return BackendConnectionError(f"{r.error} (gave up after {tries})", status_code=r.error.status_code,
+        return BackendConnectionError(f"{r.message} (gave up after {tries})", status_code=r.error.status_code,
                                       hint=r.error.hint)
 
     async def _sleep(self, attempt: int, r: _Retryable) -> None:
@@ -236,7 +237,7 @@ class OpenAIBackend(BaseBackend):
             delay = min(max(r.retry_after, 0.0), self.max_backoff_s)
         else:
             delay = min(self.backoff_s * 2**attempt, self.max_backoff_s) * (0.5 + random.random() / 2)
-        log.warning("%s; retry %d of %d in %.2f s", redact(str(r.error)), attempt + 1, self.max_retries, delay)
+        log.warning("%s; retry %d of %d in %.2f s", r.message, attempt + 1, self.max_retries, delay)
         await asyncio.sleep(delay)
 
     async def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:

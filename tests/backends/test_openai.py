@@ -384,3 +384,11 @@ def test_delta_router_is_independent_of_the_split(raw: str) -> None:
         assert whole == {"reasoning": "a < b", "text": "text with <tags> and "}
     if raw.startswith("<thinking>"):
         assert whole == {"reasoning": "", "text": raw}
+
+
+def test_hint_appears_once() -> None:
+    with ChatServer([]) as server:
+        url = server.base_url
+    with pytest.raises(BackendConnectionError) as info:
+        OpenAIBackend("m", base_url=url, api_key="", max_retries=1, backoff_s=0.01).generate([Message.user("hi")])
+    assert str(info.value).count("hint:") == 1
