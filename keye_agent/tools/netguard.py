@@ -152,8 +152,9 @@ _HOW = {
 }
 
 
-def _refuse(host: str, what: str, flag: str, url: str | None) -> NetworkPolicyError:
-    target = f"{url!r}: host {host!r}" if url else f"host {host!r}"
+def _refuse(host: str, what: str, flag: str, url: str | None, addr: IPAddress | None = None) -> NetworkPolicyError:
+    shown = f"host {host!r}" + (f" (= {addr})" if addr is not None and normalize_host(host) != str(addr) else "")
+    target = f"{url!r}: {shown}" if url else shown
     return NetworkPolicyError(
         f"refused {target} is {what}",
         hint=f"set {flag}=True in the network policy (YAML: `network: {{{flag}: true}}`) or add {host!r} to "
@@ -172,8 +173,7 @@ def check_ip(ip: str | IPAddress, policy: NetPolicy, *, host: str | None = None,
     what, flag = _HOW[kind]
     if getattr(policy, flag):
         return
-    shown = str(addr) if host is None or normalize_host(host) == str(addr) else f"{host}' -> '{addr}"
-    raise _refuse(shown, what, flag, url)
+    raise _refuse(host if host is not None else str(addr), what, flag, url, addr)
 
 
 def check_url(url: str, policy: NetPolicy) -> None:

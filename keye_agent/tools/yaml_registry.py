@@ -103,18 +103,11 @@ def validate_registry_file(path: str | os.PathLike[str], *, env: Mapping[str, st
     lines; an empty list when it loads cleanly. For ``keye-agent tools validate FILE``."""
     p = Path(path)
     try:
-        data, smap = read_yaml(p)
+        _, _, errors = _prepare(p, os.environ if env is None else env)
     except ConfigError as e:
         return [str(e)]
-    if isinstance(data, dict):
-        try:
-            data = expand_env(data, smap, env=os.environ if env is None else env, is_secret_path=_secret_path,
-                              secret_names=frozenset(_secret_names(data)))
-        except ConfigError as e:
-            return [str(e)]
-    problems = [str(e) for e in schema_errors(data, smap)]
-    if problems:
-        return problems
+    if errors:
+        return [str(e) for e in errors]
     try:
         load_registry(p, env=env)
     except KeyeAgentError as e:
@@ -127,21 +120,26 @@ def _secret_names(data: dict[str, Any]) -> list[str]:
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
+def _prepare(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], SourceMap, list[ConfigError]]:
+    """Read, expand ``${VAR}``s and check against the schema: (data, source map, schema problems)."""
+    data, smap = read_yaml(path)
+    if not isinstance(data, dict):
+        raise smap.error(f"the top level is a {type(data).__name__}; expected a mapping with a 'tools' list", ())
+    names = _secret_names(data)
+    for secret in names:
+        if env.get(secret):
+            register_secret(env[secret])
+    data = expand_env(data, smap, env=env, secret_names=frozenset(names), is_secret_path=_secret_path)
+    return data, smap, schema_errors(data, smap)
+
+
 def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_defaults: dict[str, Any],
                parent_network: dict[str, Any] | None) -> None:
     real = path.resolve()
     if real in stack:
         chain = " -> ".join(str(s) for s in (*stack, real))
         raise ConfigError(f"include cycle: {chain}", hint="remove one of the include entries")
-    data, smap = read_yaml(path)
-    if not isinstance(data, dict):
-        raise smap.error(f"the top level is a {type(data).__name__}; expected a mapping with a 'tools' list", ())
-    for secret in _secret_names(data):
-        if ctx.env.get(secret):
-            register_secret(ctx.env[secret])
-    data = expand_env(data, smap, env=ctx.env, secret_names=frozenset(_secret_names(data)),
-                      is_secret_path=_secret_path)
-    errors = schema_errors(data, smap)
+    data, smap, errors = _prepare(path, ctx.env)
     if errors:
         first = errors[0]
         if len(errors) > 1:
