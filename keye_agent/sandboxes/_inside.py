@@ -1,0 +1,542 @@
+"""The program that runs inside a sandbox container (PID 1). It is sent as ``python3 -c <this source>``.
+
+It is never imported on the host; it only needs the container's Python 3.11 standard library.
+
+Two processes live in the container:
+
+* the **supervisor** (this program, PID 1) speaks a JSON-lines protocol with the host over the container's
+  stdin/stdout (the attach stream). It never runs user code, so it survives whatever that code does. As PID 1 of
+  the PID namespace it ignores signals sent from inside, reaps orphans, and can kill every other process with
+  ``kill(-1, SIGKILL)``;
+* the **kernel**, a forked child that executes Python cells in one persistent globals dict. Its fds 1 and 2 are
+  pipes read by the supervisor, so output of C code and subprocesses is captured too.
+
+Requests: ``{"id", "op": "run"|"shell"|"upload"|"download"|"ping", ...}``; each gets one reply with the same id.
+The first line the supervisor writes is ``{"id": 0, "op": "hello", "facts": {...}}``: what it sees of its own
+limits, which the host checks against the configuration before it hands the sandbox out.
+"""
+
+import base64
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+WORKSPACE = "/workspace"
+PARAMS = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+CAP = int(PARAMS.get("max_output_bytes", 1 << 20))
+MAX_FILES_SCAN = 5000
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _status_fields():
+    out = {}
+    for line in (_read("/proc/self/status") or "").splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def _cgroup(v1, v2):
+    value = _read(v1)
+    return value if value is not None else _read(v2)
+
+
+def _oom_kills():
+    text = _read("/sys/fs/cgroup/memory/memory.oom_control") or _read("/sys/fs/cgroup/memory.events") or ""
+    for line in text.splitlines():
+        if line.startswith("oom_kill "):
+            return int(line.split()[1])
+    return 0
+
+
+def gather_facts():
+    """What this container looks like from inside: user, capabilities, mounts, cgroup limits, network."""
+    st = _status_fields()
+    mounts = {}
+    for line in (_read("/proc/self/mounts") or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[1] in ("/", "/tmp", WORKSPACE):
+            mounts[parts[1]] = {"fstype": parts[2], "options": parts[3]}
+    fs = {}
+    for mp in ("/tmp", WORKSPACE):
+        try:
+            s = os.statvfs(mp)
+            fs[mp] = s.f_blocks * s.f_frsize
+        except OSError:
+            fs[mp] = None
+    try:
+        probe = "/.keye-probe"
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+        root_writable = True
+    except OSError:
+        root_writable = False
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("192.0.2.1", 9))  # TEST-NET-1: needs a route, sends nothing
+        s.close()
+        net_route = True
+    except OSError:
+        net_route = False
+    swap = 0
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("SwapTotal:"):
+            swap = int(line.split()[1]) * 1024
+    cpu_max = _read("/sys/fs/cgroup/cpu.max")
+    return {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "euid": os.geteuid(),
+        "cap_eff": st.get("CapEff"),
+        "cap_prm": st.get("CapPrm"),
+        "cap_bnd": st.get("CapBnd"),
+        "cap_amb": st.get("CapAmb"),
+        "no_new_privs": st.get("NoNewPrivs"),
+        "mounts": mounts,
+        "fs_size": fs,
+        "root_writable": root_writable,
+        "net_ifaces": sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net") else [],
+        "net_route": net_route,
+        "mem_limit": _cgroup("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"),
+        "memsw_limit": _read("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+        "swap_max_v2": _read("/sys/fs/cgroup/memory.swap.max"),
+        "swap_total": swap,
+        "pids_max": _cgroup("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"),
+        "cpu_quota": _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or (cpu_max.split()[0] if cpu_max else None),
+        "cpu_period": _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us") or (cpu_max.split()[1] if cpu_max else None),
+        "python": sys.version.split()[0],
+    }
+
+
+class Capture:
+    """Keeps the head and the tail of a stream past the cap, and counts what was dropped."""
+
+    def __init__(self, cap):
+        self.head_cap = cap - cap // 4
+        self.tail_cap = cap // 4
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data):
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_cap:
+            self.tail += data
+            if len(self.tail) > self.tail_cap:
+                del self.tail[: len(self.tail) - self.tail_cap]
+
+    def result(self):
+        kept = len(self.head) + len(self.tail)
+        if kept >= self.total:
+            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace"), False
+        note = f"\n... [{self.total - kept} bytes of output omitted] ...\n".encode()
+        return (bytes(self.head) + note + bytes(self.tail)).decode("utf-8", "replace"), True
+
+
+def snapshot():
+    """(mtime, size) of every file under /workspace, to report the files a call created or changed."""
+    seen = {}
+    stack = [WORKSPACE]
+    while stack and len(seen) < MAX_FILES_SCAN:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    seen[e.path] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                continue
+    return seen
+
+
+def changed_files(before, after):
+    return sorted(p for p, v in after.items() if before.get(p) != v)
+
+
+def prepare_home():
+    """Copy the font cache made at build time where matplotlib looks, so the first plot skips a font scan."""
+    target = os.environ.get("MPLCONFIGDIR", "/tmp/matplotlib")
+    os.makedirs(target, exist_ok=True)
+    src = "/opt/keye/matplotlib"
+    for name in os.listdir(src) if os.path.isdir(src) else []:
+        try:
+            with open(os.path.join(src, name), "rb") as f, open(os.path.join(target, name), "wb") as g:
+                g.write(f.read())
+        except OSError:
+            pass
+
+
+# ---- the kernel (forked child) ----
+
+
+def kernel_main(req_r, rep_w):
+    """Execute cells forever; one JSON line in, one JSON line out, output on fds 1 and 2."""
+    import ast
+    import linecache
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")  # under memory pressure the kernel dies, never the supervisor
+    except OSError:
+        pass
+    sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stdin = open(os.devnull)
+    sys.path.insert(0, WORKSPACE)
+    me = os.getpid()
+    user_globals = {"__name__": "__main__", "__builtins__": __builtins__}
+    reqs = os.fdopen(req_r, "rb", buffering=0)
+    rep = os.fdopen(rep_w, "wb", buffering=0)
+    cell = 0
+    line = bytearray()
+    while True:
+        chunk = reqs.read(65536)
+        if not chunk:
+            os._exit(0)
+        line += chunk
+        while b"\n" in line:
+            raw, _, rest = bytes(line).partition(b"\n")
+            line = bytearray(rest)
+            cell += 1
+            code = json.loads(raw)["code"]
+            name = f"<cell-{cell}>"
+            linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+            exit_code, error = 0, None
+            try:
+                tree = ast.parse(code, name)
+                last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+                exec(compile(tree, name, "exec"), user_globals)
+                if last is not None:
+                    value = eval(compile(ast.Expression(last.value), name, "eval"), user_globals)
+                    if value is not None:
+                        user_globals["_"] = value
+                        print(repr(value))
+            except SystemExit as e:
+                exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, int | None):
+                    print(e.code, file=sys.stderr)
+            except BaseException as e:  # noqa: B036 - a cell's failure of any kind is reported, never fatal
+                exit_code = 1
+                error = f"{type(e).__name__}: {e}"
+                frames = traceback.extract_tb(e.__traceback__)
+                # Drop the kernel's own frames (this program is "<string>"): the model needs only its code.
+                keep = [f for f in frames if f.filename != "<string>"]
+                text = "Traceback (most recent call last):\n" if keep else ""
+                text += "".join(traceback.format_list(keep)) + "".join(traceback.format_exception_only(type(e), e))
+                if isinstance(e, SyntaxError):
+                    text = "".join(traceback.format_exception_only(type(e), e))
+                sys.stderr.write(text)
+            finally:
+                if os.getpid() != me:  # a process the cell forked came back here: it must not serve requests
+                    os._exit(exit_code or 0)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            rep.write(json.dumps({"exit_code": exit_code, "error": error}).encode() + b"\n")
+
+
+# ---- the supervisor (PID 1) ----
+
+
+class Supervisor:
+    def __init__(self):
+        self.inbuf = bytearray()
+        self.kernel = None  # (pid, req_w, rep_r, out_r, err_r)
+        self.kernel_gone = None  # set to a message when the kernel died between calls
+        self.pending_out = Capture(CAP)
+        self.pending_err = Capture(CAP)
+        self.out = self.pending_out
+        self.err = self.pending_err
+        self.reaped = {}
+
+    def send(self, obj):
+        data = json.dumps(obj).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            n = os.write(1, view)
+            view = view[n:]
+
+    def spawn_kernel(self):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                libc = ctypes.CDLL(None)
+                libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: user code may inspect its own process
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out_w, 1)
+                os.dup2(err_w, 2)
+                for fd in (null, out_w, err_w, req_w, rep_r, out_r, err_r):
+                    os.close(fd)
+                os.setsid()
+                kernel_main(req_r, rep_w)
+            finally:
+                os._exit(70)
+        for fd in (req_r, rep_w, out_w, err_w):
+            os.close(fd)
+        for fd in (out_r, err_r):
+            os.set_blocking(fd, False)
+        self.kernel = (pid, req_w, rep_r, out_r, err_r)
+
+    def close_kernel_fds(self):
+        if self.kernel:
+            for fd in self.kernel[1:]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.kernel = None
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.reaped[pid] = status
+
+    def kill_all(self):
+        """SIGKILL every process of the container but this one, until none is left (fork bombs included)."""
+        if os.getpid() != 1:  # never outside a PID namespace: kill(-1) would hit every process of the user
+            if self.kernel:
+                os.killpg(self.kernel[0], signal.SIGKILL)
+            return False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.reap()
+            others = [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+            if not others:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def kernel_status(self):
+        """None while the kernel lives, else its wait status."""
+        self.reap()
+        if self.kernel and self.kernel[0] in self.reaped:
+            return self.reaped.pop(self.kernel[0])
+        return None
+
+    def drain(self, fds):
+        for fd in fds:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    break
+                if not data:
+                    break
+                (self.out if fd == self.kernel[3] else self.err).add(data)
+
+    def read_stdin(self):
+        data = os.read(0, 1 << 20)
+        if not data:
+            sys.exit(0)  # the owner is gone (its attach stream closed): PID 1 exits and the container ends
+        self.inbuf += data
+
+    def idle_fds(self):
+        fds = [0]
+        if self.kernel:
+            fds += [self.kernel[3], self.kernel[4]]
+        return fds
+
+    def serve(self):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Not dumpable: the kernel (same uid) cannot open /proc/1/fd/* and forge replies on the host link.
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+        prepare_home()
+        self.spawn_kernel()
+        self.send({"id": 0, "op": "hello", "facts": gather_facts()})
+        while True:
+            while b"\n" not in self.inbuf:
+                ready, _, _ = select.select(self.idle_fds(), [], [], 1.0)
+                if 0 in ready:
+                    self.read_stdin()
+                if self.kernel:
+                    self.drain([fd for fd in ready if fd != 0])
+                if self.kernel and self.kernel_status() is not None:
+                    self.kernel_gone = "the Python kernel exited between calls"
+                    self.close_kernel_fds()
+            raw, _, rest = bytes(self.inbuf).partition(b"\n")
+            self.inbuf = bytearray(rest)
+            req = json.loads(raw)
+            try:
+                reply = getattr(self, "op_" + req["op"])(req)
+            except Exception as e:  # noqa: BLE001 - any failure of one request is reported on that request
+                reply = {"failure": f"{type(e).__name__}: {e}"}
+            reply["id"] = req["id"]
+            self.send(reply)
+
+    def op_ping(self, req):
+        return {"pong": True}
+
+    def op_run(self, req):
+        lost_note = None
+        if self.kernel is None or self.kernel_status() is not None:
+            lost_note = self.kernel_gone or "the Python kernel had exited"
+            self.close_kernel_fds()
+            self.spawn_kernel()
+        self.kernel_gone = None
+        pid, req_w, rep_r, out_r, err_r = self.kernel
+        self.out, self.err = self.pending_out, self.pending_err
+        before = snapshot()
+        oom_before = _oom_kills()
+        os.write(req_w, json.dumps({"code": req["code"]}).encode() + b"\n")
+        deadline = time.monotonic() + float(req["timeout"])
+        reply, status, timed_out, buf = None, None, False, bytearray()
+        while reply is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([0, out_r, err_r, rep_r], [], [], min(left, 0.05))
+            if 0 in ready:
+                self.read_stdin()
+            self.drain([fd for fd in ready if fd in (out_r, err_r)])
+            if rep_r in ready:
+                chunk = os.read(rep_r, 65536)
+                buf += chunk
+                if b"\n" in buf:
+                    reply = json.loads(bytes(buf).partition(b"\n")[0])
+                    break
+            status = self.kernel_status()
+            if status is not None:
+                self.drain([out_r, err_r])
+                break
+        self.drain([out_r, err_r])
+        result = {"exit_code": 0, "error": None, "timed_out": timed_out, "state_lost": False, "oom_killed": False}
+        if reply is not None:
+            result.update(reply)
+        else:
+            self.kill_all()
+            if status is None:
+                status = self.reaped.pop(pid, None)
+            self.close_kernel_fds()
+            self.spawn_kernel()
+            oom = _oom_kills() > oom_before
+            sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+            if timed_out:
+                result.update(exit_code=124, error=f"timed out after {req['timeout']} s")
+            elif oom:
+                result.update(exit_code=137, error="killed by the out-of-memory killer (memory limit reached)")
+            elif sig is not None:
+                result.update(exit_code=128 + sig, error=f"the Python kernel was killed by signal {sig}")
+            else:
+                code = os.WEXITSTATUS(status) if status is not None else 1
+                result.update(exit_code=code, error=f"the Python kernel exited with status {code}")
+            result.update(state_lost=True, oom_killed=oom)
+        if lost_note:
+            result["state_lost"] = True
+            result["lost_note"] = lost_note
+        result["stdout"], result["stdout_truncated"] = self.out.result()
+        result["stderr"], result["stderr_truncated"] = self.err.result()
+        self.pending_out, self.pending_err = Capture(CAP), Capture(CAP)
+        self.out, self.err = self.pending_out, self.pending_err
+        result["files"] = changed_files(before, snapshot())
+        return result
+
+    def op_shell(self, req):
+        before = snapshot()
+        oom_before = _oom_kills()
+        proc = subprocess.Popen(
+            ["/bin/bash", "-c", req["cmd"]],
+            cwd=WORKSPACE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        out, err = Capture(CAP), Capture(CAP)
+        fds = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+        deadline = time.monotonic() + float(req["timeout"])
+        timed_out = False
+        while fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([0, *fds], [], [], min(left, 0.5))
+            for fd in ready:
+                if fd == 0:
+                    self.read_stdin()
+                    continue
+                data = os.read(fd, 65536)
+                if data:
+                    fds[fd].add(data)
+                else:
+                    del fds[fd]
+        if timed_out:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        code = proc.wait()
+        self.reap()
+        proc.stdout.close()
+        proc.stderr.close()
+        oom = _oom_kills() > oom_before
+        result = {"exit_code": 124 if timed_out else (code if code >= 0 else 128 - code), "timed_out": timed_out}
+        result["error"] = f"timed out after {req['timeout']} s" if timed_out else None
+        result["oom_killed"] = oom
+        result["stdout"], result["stdout_truncated"] = out.result()
+        result["stderr"], result["stderr_truncated"] = err.result()
+        result["files"] = changed_files(before, snapshot())
+        return result
+
+    def op_upload(self, req):
+        path = os.path.join(WORKSPACE, req["path"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(req["data"]))
+        os.chmod(path, int(req.get("mode", 0o644)))
+        return {"path": path}
+
+    def op_download(self, req):
+        path = os.path.join(WORKSPACE, req["path"])
+        size = os.path.getsize(path)
+        if size > int(req["max_bytes"]):
+            return {"failure": f"{path} is {size} bytes, over the download limit of {req['max_bytes']} bytes"}
+        with open(path, "rb") as f:
+            return {"path": path, "data": base64.b64encode(f.read()).decode()}
+
+
+if __name__ == "__main__":
+    Supervisor().serve()
