@@ -9,10 +9,12 @@ Keye-VL-2.0 (like Qwen3) answers::
     </tool_call>
 
 :func:`parse_tool_calls` takes such text apart and survives what local models really write: code fences inside
-or around the tags, prose after the calls, Python dict literals, trailing commas, comments, unclosed tags,
-arguments given as a JSON string or under ``"parameters"``, a JSON list of calls in one block, two objects in one
-block, the XML ``<function=...>`` variant, and a bare call object with no tags at all. What it cannot parse it
-reports in ``errors``, one precise line per block; it never raises on model output.
+or around the tags, prose after the calls, Python dict literals, trailing commas, comments, a dropped or extra
+bracket, unclosed tags, arguments given as a JSON string, under ``"parameters"`` or flattened next to the name,
+a JSON list of calls (or ``{"tool_calls": [...]}``) in one block, two objects in one block, the XML
+``<function=...>`` variant, and a bare call object with no tags at all. A call cut off by the end of the output is
+reported, never completed. What it cannot parse it reports in ``errors``, one precise line per block; it never
+raises on model output. tests/backends/parser_corpus.py holds the cases, each with the public thread it came from.
 
     >>> out = parse_tool_calls('<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>')
     >>> out.tool_calls[0].name, out.tool_calls[0].arguments
