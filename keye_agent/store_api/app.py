@@ -139,7 +139,7 @@ def _routes() -> list[Route]:
         Route("/orders/{order_id}", endpoint(lambda r: {"order": _state(r).order(p(r, "order_id"))})),
         Route("/orders/{order_id}/cancel", endpoint(lambda r: {"order": _state(r).cancel_order(p(r, "order_id"))}),
               methods=["POST"]),
-        Route("/openapi.json", lambda r: _openapi(r)),
+        Route("/openapi.json", _openapi),
     ]
 
 
