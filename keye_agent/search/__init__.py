@@ -12,10 +12,10 @@ from .fetch import FetchedPage, Fetcher, render_page
 from .local import LocalBackend
 from .results import SearchBackend, SearchResult, canonical_url, dedupe, format_results
 from .searxng import SearxngBackend
-from .tools import make_fetch_url, make_web_search, search_backend_from_spec
+from .tools import make_fetch_url, make_web_search, search_backend_from_spec, search_tools
 
 __all__ = [
     "CachedBackend", "DdgsBackend", "DiskCache", "FetchedPage", "Fetcher", "LocalBackend", "SearchBackend",
     "SearchResult", "SearxngBackend", "canonical_url", "dedupe", "default_cache_dir", "format_results",
-    "make_fetch_url", "make_web_search", "render_page", "search_backend_from_spec",
+    "make_fetch_url", "make_web_search", "render_page", "search_backend_from_spec", "search_tools",
 ]

@@ -19,6 +19,7 @@ from keye_agent.errors import ConfigError, SearchError
 from .corpus import Corpus, Document, corpus_files, fingerprint, load_corpus, passages
 from .results import SearchResult, canonical_url, check_time_range
 
+_MD_HEADING = re.compile(r"^#{1,6}\s+", re.MULTILINE)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _RANGE_S = {"day": 86400, "week": 7 * 86400, "month": 31 * 86400, "year": 366 * 86400}
@@ -51,7 +52,7 @@ def tokenize(text: str) -> list[str]:
 
 def best_snippet(text: str, query_terms: set[str], max_chars: int = 320) -> str:
     """The run of sentences around the one sharing most terms with the query, about ``max_chars`` long."""
-    flat = " ".join(text.split())
+    flat = " ".join(_MD_HEADING.sub("", text).split())
     sentences = re.split(r"(?<=[.!?。！？])\s+", flat)
     if not sentences:
         return flat[:max_chars]
@@ -155,10 +156,10 @@ class LocalBackend:
                 f"the offline corpus {str(self.root)!r} holds no readable documents" + (f" ({skipped})" if skipped else ""),
                 hint="add .txt, .md, .html or .pdf files to it",
             )
+        tr = check_time_range(time_range)
         terms = [t for t in tokenize(query) if t in index.vocab]
         if not terms:
             return []
-        tr = check_time_range(time_range)
         oldest = time.time() - _RANGE_S[tr] if tr else None
         # several passages of one document can outrank the next document: look well past max_results
         k = min(len(index.passages), max(50, 10 * max_results))

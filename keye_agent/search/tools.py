@@ -153,7 +153,7 @@ def make_web_search(
     return Tool(
         name=name, description=description, parameters=_web_search_schema(max_results, max_results_limit),
         fn=web_search, timeout_s=timeout_s, retries=0,  # the backends retry with backoff themselves
-        metadata={"backend": inner.name, "search_backend": engine},
+        metadata={"backend": inner.name, "backend_object": inner, "search_backend": engine},
     )
 
 
@@ -250,3 +250,23 @@ def make_fetch_url(
         parameters=parameters, fn=fetch_url, timeout_s=timeout_s + 5, retries=retries,
         metadata={"policy": policy},
     )
+
+
+def search_tools(spec: str | SearchBackend = "ddgs", *, search_options: Mapping[str, Any] | None = None,
+                 fetch_options: Mapping[str, Any] | None = None) -> list[Tool]:
+    """``[web_search, fetch_url]`` for a ``--search`` spec, configured to work together.
+
+    With ``local:PATH``, ``fetch_url`` reads the corpus documents by their URL and, unless ``fetch_options`` says
+    ``offline=False``, refuses everything else (an offline corpus usually means an offline machine).
+
+    Example::
+
+        registry = ToolRegistry(search_tools("local:docs/"))
+    """
+    search = make_web_search(backend=spec, **dict(search_options or {}))
+    fetch_opts = dict(fetch_options or {})
+    backend = search.metadata["backend_object"]
+    if isinstance(backend, LocalBackend):
+        fetch_opts.setdefault("corpus", backend)
+        fetch_opts.setdefault("offline", True)
+    return [search, make_fetch_url(**fetch_opts)]

@@ -158,3 +158,21 @@ def test_default_cache_dir_follows_environment(monkeypatch, tmp_path: Path) -> N
 def test_results_round_trip_through_json() -> None:
     r = SearchResult("T", "https://t.example/", "snip", "local", 3)
     assert SearchResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_search_tools_for_a_local_spec_work_together(docs: Path) -> None:
+    from keye_agent.search import search_tools
+    from keye_agent.tools import ToolRegistry
+
+    web_search, fetch_url = search_tools(f"local:{docs}", search_options={"max_results": 2})
+    assert fetch_url.metadata["policy"].allow_loopback is False
+    registry = ToolRegistry([web_search, fetch_url])
+    found, page, outside = registry.dispatch_sync([
+        ToolCall(id="1", name="web_search", arguments={"query": "oolong"}),
+        ToolCall(id="2", name="fetch_url", arguments={"url": "https://tea.example/oolong"}),
+        ToolCall(id="3", name="fetch_url", arguments={"url": "https://example.com/"}),
+    ])
+    assert found.ok and page.ok and "Fujian" in page.content
+    assert not outside.ok and "not in the offline corpus" in outside.error
+    [_, online_fetch] = search_tools(f"local:{docs}", fetch_options={"offline": False})
+    assert online_fetch.metadata["policy"].allow_private is False
