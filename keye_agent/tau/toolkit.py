@@ -65,6 +65,13 @@ def json_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+async def _unbound(**arguments: Any) -> Any:
+    raise KeyeAgentError("a toolkit tool prototype was called without a toolkit")
+
+
+_PROTOTYPES: dict[tuple[type, str], Tool] = {}
+
+
 class Toolkit:
     """Tools over one database. Subclasses mark tool methods with :func:`env_tool`."""
 
@@ -116,15 +123,23 @@ class Toolkit:
         return reg
 
     def _make_tool(self, name: str) -> Tool:
-        method = getattr(self, name)
-        schema, description, coerce = build_schema(method, name)
+        # schemas are built and checked once per class (jsonschema's meta-validation dominates otherwise); each
+        # toolkit gets a shallow copy whose function is bound to it
+        proto = _PROTOTYPES.get((type(self), name))
+        if proto is None:
+            schema, description, coerce = build_schema(getattr(type(self), name), name)
+            proto = Tool(name=name, description=description, parameters=schema, fn=_unbound, coerce=coerce,
+                         mutates_state=self.mutates(name), timeout_s=60.0, retries=0,
+                         metadata={"kind": self.tool_kind(name)})
+            _ = proto.validator, proto.is_async
+            _PROTOTYPES[(type(self), name)] = proto
 
         async def call(**arguments: Any) -> str:
             return tool_output_text(await self.invoke(name, arguments))
 
-        return Tool(name=name, description=description, parameters=schema, fn=call, coerce=coerce,
-                    mutates_state=self.mutates(name), timeout_s=60.0, retries=0,
-                    metadata={"kind": self.tool_kind(name)})
+        t = copy.copy(proto)
+        t.fn = call
+        return t
 
     async def invoke(self, name: str, arguments: dict[str, Any]) -> Any:
         """Run a tool method; its own exceptions become :class:`ToolExecutionError` with their message, which is
