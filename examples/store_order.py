@@ -73,7 +73,8 @@ def _plan(place: str, wanted: dict[str, int]) -> Generator[list[ToolCall] | str,
             yield [_call(next(n), "get_store", store_id=nearest)]
         open_ids = [s["id"] for s in stores if s["open_now"] and s["id"] != nearest]
         listed = yield [_call(next(n), "list_products", store_id=s) for s in open_ids]
-        catalogue = {s: {p["sku"]: p for p in json.loads(t)} for s, (good, t) in zip(open_ids, listed) if good}
+        catalogue = {s: {p["sku"]: p for p in json.loads(t)}
+                     for s, (good, t) in zip(open_ids, listed, strict=True) if good}
         full = next(s for s in open_ids if all(sku in catalogue.get(s, {}) for sku in wanted))
         (ok, text), = yield [_call(next(n), "create_order", store_id=full, items=_items(wanted), deliver_to=place)]
         orders = []

@@ -26,7 +26,10 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, startup
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", **uvicorn_kwargs)
+    uvicorn_kwargs.setdefault("log_level", "warning")
+    # a request still sleeping in an injected fault must not hold up shutdown for long
+    uvicorn_kwargs.setdefault("timeout_graceful_shutdown", 2)
+    config = uvicorn.Config(app, lifespan="off", **uvicorn_kwargs)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="keye-asgi")
     thread.start()
