@@ -60,6 +60,7 @@ class _Context:
     env: Mapping[str, str]
     transport: httpx.AsyncBaseTransport | None
     tools: dict[str, tuple[Tool, str]] = field(default_factory=dict)  # name -> (tool, "file:line")
+    loaded: set[Path] = field(default_factory=set)
 
 
 def _secret_path(path: tuple[Any, ...]) -> bool:
@@ -139,6 +140,9 @@ def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_def
     if real in stack:
         chain = " -> ".join(str(s) for s in (*stack, real))
         raise ConfigError(f"include cycle: {chain}", hint="remove one of the include entries")
+    if real in ctx.loaded:  # a file shared by two includes (a diamond) contributes its tools once
+        return
+    ctx.loaded.add(real)
     data, smap, errors = _prepare(path, ctx.env)
     if errors:
         first = errors[0]

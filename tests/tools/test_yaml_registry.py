@@ -320,3 +320,12 @@ def test_several_files_and_duplicates(tmp_path: Path) -> None:
         load_registry([])
     with pytest.raises(ConfigError, match="not found"):
         load_registry(tmp_path / "missing.yaml")
+
+
+def test_shared_include_is_loaded_once(tmp_path: Path) -> None:
+    write(tmp_path, "common.yaml", "version: 1\ntools:\n  - {kind: python, function: 'keye_agent.store_api.data:seed', "
+                                   "name: seed_world, description: A fresh world.}\n")
+    write(tmp_path, "left.yaml", "version: 1\ninclude: [common.yaml]\n")
+    write(tmp_path, "right.yaml", "version: 1\ninclude: [common.yaml]\n")
+    top = write(tmp_path, "top.yaml", "version: 1\ninclude: [left.yaml, right.yaml]\n")
+    assert load_registry(top).names == ["seed_world"]
