@@ -20,7 +20,7 @@ def build_model(preset_or_config: str | KeyeConfig, device: torch.device | str =
 
     The modules are created on the meta device and materialised directly on ``device`` in ``dtype``, so a 30B
     model never touches host memory. With ``random_weights`` the weights are drawn on the device (normal, std
-    0.02; norms at one); without, the parameters are left uninitialised for a loader to fill.
+    0.02; norms at one); without (or on the meta device), the parameters are left uninitialised for a loader.
     """
     if isinstance(preset_or_config, str):
         config = KeyeConfig.from_name(preset_or_config)
@@ -37,7 +37,7 @@ def build_model(preset_or_config: str | KeyeConfig, device: torch.device | str =
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty breaks the tie
     model.eval().requires_grad_(False)
-    if random_weights:
+    if random_weights and torch.device(device).type != "meta":
         init_random_weights(model, seed)
     return model
 
