@@ -17,11 +17,11 @@ import torch
 KERNEL_MODULES = (
     "keye_agent.model.kernels.indexer.scores",
     "keye_agent.model.kernels.topk.radix",
+    "keye_agent.model.kernels.topk.split",
     "keye_agent.model.kernels.indexer.streamed",
     "keye_agent.model.kernels.sparse_attention.per_query",
     "keye_agent.model.kernels.sparse_attention.block_union",
     "keye_agent.model.kernels.sparse_attention.api",
-    "keye_agent.model.kernels",
 )
 
 ON_GPU = torch.cuda.is_available()
@@ -44,8 +44,13 @@ def _patch_interpreter_index() -> None:
     interpreter._keye_index_shim = True
 
 
+TRITON_PREIMPORTED = "triton" in sys.modules and not ON_GPU
+"""Triton imported earlier in this process without TRITON_INTERPRET: its own helpers are compiled-only, so the
+interpreter cannot run our kernels here (the tests skip, saying so)."""
+
+
 def _load_kernels() -> None:
-    if ON_GPU:
+    if ON_GPU or TRITON_PREIMPORTED:
         for name in KERNEL_MODULES:
             importlib.import_module(name)
         return
@@ -74,6 +79,9 @@ DTYPES = [torch.bfloat16] if ON_GPU else [torch.float16, torch.float32]
 @pytest.fixture(autouse=True)
 def _interpret_while_testing(monkeypatch):
     """The interpreter also reads TRITON_INTERPRET while a kernel runs: set it for this folder's tests only."""
+    if TRITON_PREIMPORTED:
+        pytest.skip("triton was imported before tests/model/kernels/conftest.py could set TRITON_INTERPRET=1; "
+                    "run `pytest tests/model/kernels` in its own process")
     if not ON_GPU:
         monkeypatch.setenv("TRITON_INTERPRET", "1")
 
@@ -118,27 +126,9 @@ REL_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 
 def check_selection(idx: torch.Tensor, ref_scores: torch.Tensor, start: int, topk: int, rel_tol: float) -> None:
-    """The issue's top-k acceptance rule, row by row.
+    """The issue's top-k acceptance rule (topk/naive.py selection_problem): exact count, distinct, causal, and every
+    selected key within the stated tolerance of the reference's k-th score."""
+    from keye_agent.model.kernels.topk.naive import selection_problem
 
-    Row t holds exactly n = min(topk, start + t + 1) distinct indices, all <= start + t, in its first n slots and -1
-    after them; every selected key scores, in the reference, at least the reference's n-th best score minus
-    ``rel_tol * |n-th score| + 1e-5 * max |visible score|`` (ties and rounding may swap keys at the boundary).
-    """
-    idx, ref_scores = idx.cpu().long(), ref_scores.cpu().double()
-    B, T, K = idx.shape
-    S = ref_scores.shape[2]
-    assert K == min(topk, S), f"K={K}, expected min(topk={topk}, S={S})"
-    for b in range(B):
-        for t in range(T):
-            visible = start + t + 1
-            n = min(topk, visible)
-            row = idx[b, t]
-            assert (row[n:] == -1).all(), f"row {b},{t}: slots past {n} must be -1, got {row[n:].tolist()}"
-            sel = row[:n]
-            assert ((sel >= 0) & (sel < visible)).all(), f"row {b},{t}: indices outside [0, {visible}): {sel}"
-            assert sel.unique().numel() == n, f"row {b},{t}: {n} slots but {sel.unique().numel()} distinct"
-            vis = ref_scores[b, t, :visible]
-            kth = vis.topk(n).values[-1]
-            tol = rel_tol * kth.abs() + 1e-5 * vis.abs().max()
-            worst = vis[sel].min()
-            assert worst >= kth - tol, f"row {b},{t}: selected score {worst} < k-th {kth} - {tol}"
+    problem = selection_problem(idx, ref_scores, start, topk, rel_tol)
+    assert problem is None, problem

@@ -15,8 +15,10 @@ from keye_agent.model.kernels.indexer.streamed import indexer_topk
 
 # (B, T, H, d, start, topk, chunk_bytes)
 SHAPES = [(2, 7, 3, 20, 12, 6, 1 << 30), (1, 63, 4, 60, 20, 16, 2000), (1, 5, 16, 64, 0, 3, 1 << 30)]
+# decode-sized calls take the split top-k (topk/split.py)
+SHAPES += [(1, 1, 16, 64, 700, 32, 1 << 30), (2, 3, 3, 20, 200, 9, 1 << 30), (1, 2, 4, 16, 40, 9, 1 << 30)]
 if ON_GPU:
-    SHAPES += [(1, 200, 16, 64, 4000, 2048, 1 << 22), (1, 1, 16, 64, 100000, 2048, 1 << 30)]
+    SHAPES += [(1, 200, 16, 64, 4000, 2048, 1 << 22), (1, 1, 16, 64, 100000, 2048, 1 << 30), (4, 2, 16, 64, 30000, 2048, 1 << 30)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)

@@ -21,11 +21,11 @@ FP16_MAX = 65504.0
 
 @triton.jit
 def _index_scores_kernel(
-    q_ptr, w_ptr, k_ptr, o_ptr,
+    q_ptr, w_ptr, k_ptr, o_ptr, hist_ptr,
     T, S, H, D, start, t_base, scale,
-    sq_b, sq_t, sq_h, sw_b, sw_t, sw_h, sk_b, sk_s, so_b, so_t,
+    sq_b, sq_t, sq_h, sw_b, sw_t, sw_h, sk_b, sk_s, so_b, so_t, sh_row,
     HP: tl.constexpr, DP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr,
-    OUT_FP16: tl.constexpr, PRECISION: tl.constexpr,
+    OUT_FP16: tl.constexpr, PRECISION: tl.constexpr, HIST: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -64,7 +64,20 @@ def _index_scores_kernel(
     if OUT_FP16:
         scores = tl.minimum(tl.maximum(scores, -FP16_MAX), FP16_MAX)
         scores = tl.where(s_idx[None, :] <= t_abs[:, None], scores, float("-inf"))
-    tl.store(o_ptrs, scores.to(o_ptr.dtype.element_ty), mask=o_mask)
+    stored = scores.to(o_ptr.dtype.element_ty)
+    tl.store(o_ptrs, stored, mask=o_mask)
+    if HIST:
+        # first radix level of the split top-k: per-row histogram of the high byte of the float16 key
+        bits = stored.to(tl.uint16, bitcast=True).to(tl.uint32)
+        key = bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)
+        live = o_mask & (s_idx[None, :] <= t_abs[:, None])
+        bins = tl.arange(0, BLOCK_T)[:, None] * 256 + (key >> 8).to(tl.int32)
+        counts = tl.histogram(tl.reshape(bins, (BLOCK_T * BLOCK_S,)), BLOCK_T * 256,
+                              mask=tl.reshape(live, (BLOCK_T * BLOCK_S,)))
+        slot = tl.arange(0, BLOCK_T * 256)
+        row = t0 + slot // 256
+        tl.atomic_add(hist_ptr + (b * T + row) * sh_row + slot % 256, counts, mask=(counts > 0) & (row < T),
+                      sem="relaxed")
 
 
 def _blocks(H: int, D: int, T: int) -> tuple[int, int, int, int]:
@@ -78,23 +91,27 @@ def _blocks(H: int, D: int, T: int) -> tuple[int, int, int, int]:
 
 
 def launch_scores(
-    q: torch.Tensor, w: torch.Tensor, k: torch.Tensor, start: int, out: torch.Tensor, t_base: int, n_rows: int
+    q: torch.Tensor, w: torch.Tensor, k: torch.Tensor, start: int, out: torch.Tensor, t_base: int, n_rows: int,
+    hist: torch.Tensor | None = None,
 ) -> None:
     """Write scores of query rows ``t_base .. t_base + n_rows`` into ``out`` [B, n_rows, S_out] (S_out <= S).
 
     Keys past ``out.shape[2]`` are not computed, so a chunk buffer can stop at its last query's causal bound.
+    With ``hist`` (zeroed int32 [B * n_rows, >= 256], float16 ``out`` only) each row's histogram of the high byte of
+    its float16 keys is added into it, the first level of the split top-k (topk/split.py).
     """
     B, _, H, D = q.shape
     S_out = out.shape[2]
     HP, DP, block_t, block_s = _blocks(H, D, n_rows)
     grid = (triton.cdiv(n_rows, block_t), triton.cdiv(S_out, block_s), B)
     _index_scores_kernel[grid](
-        q, w, k, out,
+        q, w, k, out, out if hist is None else hist,
         n_rows, S_out, H, D, start, t_base, D**-0.5,
         q.stride(0), q.stride(1), q.stride(2), w.stride(0), w.stride(1), w.stride(2),
-        k.stride(0), k.stride(1), out.stride(0), out.stride(1),
+        k.stride(0), k.stride(1), out.stride(0), out.stride(1), 0 if hist is None else hist.stride(0),
         HP=HP, DP=DP, BLOCK_T=block_t, BLOCK_S=block_s,
         OUT_FP16=out.dtype == torch.float16, PRECISION=dot_precision(q.dtype),
+        HIST=hist is not None,
         num_warps=8 if block_t * HP >= 128 else 4,
     )
 

@@ -12,11 +12,14 @@ import torch
 
 from keye_agent.model.kernels.indexer.scores import check_indexer_inputs, launch_scores
 from keye_agent.model.kernels.topk.radix import launch_topk
+from keye_agent.model.kernels.topk.split import launch_split_topk, split_workspace
 
-__all__ = ["indexer_topk", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["indexer_topk", "DEFAULT_CHUNK_BYTES", "SPLIT_MAX_ROWS"]
 
 DEFAULT_CHUNK_BYTES = 1 << 30
 """Upper bound of the float16 chunk buffer (1 GiB: 4096 queries at 128K keys)."""
+SPLIT_MAX_ROWS = 16
+"""Calls with at most this many query rows (decode) split each row over many programs (topk/split.py)."""
 
 
 def indexer_topk(
@@ -24,7 +27,8 @@ def indexer_topk(
 ) -> torch.Tensor:
     """Fused indexer + top-k: q [B,T,H,d], w [B,T,H], k [B,S,d] -> idx [B, T, min(topk, S)] int32.
 
-    Rows are in ascending key order and padded with -1 past ``min(topk, start + t + 1)``.
+    Rows hold their keys in ascending order (unordered on the split path of decode-sized calls) and -1 past
+    ``min(topk, start + t + 1)``.
     """
     check_indexer_inputs(q, w, k, start)
     if topk < 1:
@@ -33,6 +37,12 @@ def indexer_topk(
     S = k.shape[1]
     out = torch.empty(B, T, min(topk, S), dtype=torch.int32, device=q.device)
     if T == 0 or B == 0:
+        return out
+    if B * T <= SPLIT_MAX_ROWS and S > 4 * topk and B * T * S * 2 <= chunk_bytes:
+        ws = split_workspace(B * T, q.device)
+        scores = torch.empty(B, T, start + T, dtype=torch.float16, device=q.device)
+        launch_scores(q, w, k, start, scores, 0, T, hist=ws)
+        launch_split_topk(scores, out, ws, start, 0, T, S, topk)
         return out
     chunk = max(1, min(T, chunk_bytes // max(1, 2 * B * S)))
     # rows that select everything need no scores: skip the queries whose causal range is not longer than topk
