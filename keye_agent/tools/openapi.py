@@ -7,11 +7,13 @@ its properties as body arguments (any other JSON body becomes one ``body`` argum
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import difflib
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -39,7 +41,7 @@ def load_openapi_document(source: str, *, base_dir: Path, policy: NetPolicy,
                           transport: httpx.AsyncBaseTransport | None = None) -> tuple[dict[str, Any], str | None]:
     """(document, URL it came from or None). ``source`` is a URL or a path relative to ``base_dir``."""
     if urlsplit(source).scheme in ("http", "https"):
-        text = run_sync(_fetch(source, policy, transport))
+        text = _fetch_blocking(source, policy, transport)
         origin: str | None = source
     else:
         p = (base_dir / source).resolve()
@@ -57,6 +59,16 @@ def load_openapi_document(source: str, *, base_dir: Path, policy: NetPolicy,
     if not isinstance(doc.get("paths"), dict):
         raise OpenAPIError(f"{source!r} has no 'paths' mapping")
     return doc, origin
+
+
+def _fetch_blocking(url: str, policy: NetPolicy, transport: httpx.AsyncBaseTransport | None) -> str:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run_sync(_fetch(url, policy, transport))
+    # loading a registry from async code (a runner, the REPL): fetch on a worker thread's own loop
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keye-openapi") as pool:
+        return pool.submit(run_sync, _fetch(url, policy, transport)).result()
 
 
 async def _fetch(url: str, policy: NetPolicy, transport: httpx.AsyncBaseTransport | None) -> str:

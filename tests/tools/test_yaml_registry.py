@@ -3,6 +3,7 @@ kinds. Calls go to the real store API on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from pathlib import Path
@@ -268,6 +269,19 @@ def test_openapi_from_the_servers_url(api, tmp_path: Path) -> None:  # type: ign
     r = call(reg, "store_cancelOrder", order_id=order["id"])
     assert r.ok and json.loads(r.content)["order"]["status"] == "cancelled"
     assert app.state.store.order(order["id"])["status"] == "cancelled"
+
+
+def test_openapi_url_loaded_from_async_code(api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A runner that loads registries inside its event loop can still fetch an OpenAPI document by URL."""
+    base, _ = api
+    p = write(tmp_path, "r.yaml", f"version: 1\nnetwork: {{allow_loopback: true}}\ntools:\n"
+                                  f"  - {{kind: openapi, spec: '{base}/openapi.json', operations: [getStore]}}\n")
+
+    async def inside_a_loop() -> ToolRegistry:
+        return load_registry(p)
+
+    reg = asyncio.run(inside_a_loop())
+    assert call(reg, "getStore", store_id="s2").ok
 
 
 def test_openapi_local_file_all_operations(api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
