@@ -229,7 +229,7 @@ def _auth(auth: dict[str, Any] | None, at: tuple[Any, ...], smap: SourceMap, ctx
 def _http_settings(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
                    policy: NetPolicy, ctx: _Context) -> HttpSpec:
     """The settings shared by http and openapi tools, with defaults applied (no name, URL or arguments yet)."""
-    auth_at = at if "auth" in spec else ()
+    auth_at = at if "auth" in spec else ("defaults",)
     auth_headers, auth_query = _auth(_setting(spec, defaults, "auth", None), auth_at, smap, ctx)
     headers = {k: str(v) for k, v in {**defaults.get("headers", {}), **spec.get("headers", {})}.items()}
     return HttpSpec(
