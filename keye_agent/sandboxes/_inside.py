@@ -324,7 +324,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            self.reaped[pid] = status
+            if self.kernel and pid == self.kernel[0]:  # other children (fork bombs) need no record
+                self.reaped[pid] = status
 
     def kill_all(self):
         """SIGKILL every process of the container but this one, until none is left (fork bombs included)."""
@@ -344,6 +345,17 @@ class Supervisor:
                 return True
             time.sleep(0.01)
         return False
+
+    def kill_group(self, pgid):
+        """SIGKILL a process group and wait until its members are reaped, so none shows up in the next call."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            self.reap()
+            time.sleep(0.005)
 
     def kernel_status(self):
         """None while the kernel lives, else its wait status."""
@@ -398,6 +410,7 @@ class Supervisor:
             raw, _, rest = bytes(self.inbuf).partition(b"\n")
             self.inbuf = bytearray(rest)
             req = json.loads(raw)
+            self.reap()
             try:
                 reply = getattr(self, "op_" + req["op"])(req)
             except Exception as e:  # noqa: BLE001 - any failure of one request is reported on that request
@@ -504,10 +517,7 @@ class Supervisor:
                 else:
                     del fds[fd]
         if timed_out:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.kill_group(proc.pid)
         code = proc.wait()
         self.reap()
         proc.stdout.close()

@@ -1,0 +1,132 @@
+"""`SandboxPool`: keeps a few started sandboxes ready, so handing one out costs a queue pop, not a container start.
+
+A sandbox is used by one session and then closed, never handed out twice: no state crosses from one user to the
+next. A background thread refills the pool after each acquire.
+
+Example::
+
+    pool = SandboxPool(size=2)
+    with pool.sandbox() as sb:       # ready at once when the pool is warm
+        sb.run("print(1)")
+    pool.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from keye_agent.errors import SandboxError
+
+from .config import SandboxConfig
+from .docker_sandbox import DockerSandbox
+
+
+class SandboxPool:
+    """A warm pool of ``size`` started sandboxes with the same configuration. Thread-safe."""
+
+    def __init__(self, size: int = 2, config: SandboxConfig | None = None, **overrides: Any) -> None:
+        if size < 0:
+            raise SandboxError(f"pool size must be >= 0, got {size}")
+        base = config or SandboxConfig()
+        self.config = base.with_(**overrides) if overrides else base
+        self.size = size
+        self._ready: deque[DockerSandbox] = deque()
+        self._starting = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.last_error: SandboxError | None = None
+        self._fill()
+
+    def _fill(self) -> None:
+        with self._cond:
+            missing = self.size - len(self._ready) - self._starting
+            if self._closed or missing <= 0:
+                return
+            self._starting += missing
+        for _ in range(missing):
+            threading.Thread(target=self._start_one, name="keye-sandbox-pool", daemon=True).start()
+
+    def _start_one(self) -> None:
+        sb = DockerSandbox(self.config)
+        try:
+            sb.start()
+        except SandboxError as e:
+            with self._cond:
+                self._starting -= 1
+                self.last_error = e
+                self._cond.notify_all()
+            return
+        with self._cond:
+            self._starting -= 1
+            if self._closed:
+                keep = False
+            else:
+                self._ready.append(sb)
+                keep = True
+            self._cond.notify_all()
+        if not keep:
+            sb.close()
+
+    def acquire(self, timeout: float | None = None) -> DockerSandbox:
+        """A started sandbox; the caller owns it and must close it. Waits for one being started, or starts one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._closed:
+                raise SandboxError("the sandbox pool is closed")
+            while not self._ready and self._starting > 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise SandboxError(f"no sandbox became ready within {timeout} s")
+                self._cond.wait(left)
+            sb = self._ready.popleft() if self._ready else None
+        self._fill()
+        if sb is None:  # pool of size 0, or every start failed: start one here and let its error surface
+            sb = DockerSandbox(self.config)
+            sb.start()
+        return sb
+
+    @contextlib.contextmanager
+    def sandbox(self, timeout: float | None = None) -> Iterator[DockerSandbox]:
+        """``with pool.sandbox() as sb:``: acquire, and close when the block ends."""
+        sb = self.acquire(timeout)
+        try:
+            yield sb
+        finally:
+            sb.close()
+
+    @property
+    def ready(self) -> int:
+        """How many started sandboxes are waiting."""
+        with self._cond:
+            return len(self._ready)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the pool is full (for benchmarks and start-up). Raises the last start error if one failed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._ready) < self.size:
+                if self._starting == 0 and self.last_error is not None:
+                    raise self.last_error
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SandboxError(f"pool did not fill within {timeout} s")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        """Close the waiting sandboxes; ones being started close as soon as they are up. Idempotent."""
+        with self._cond:
+            self._closed = True
+            ready, self._ready = list(self._ready), deque()
+        for sb in ready:
+            sb.close()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
