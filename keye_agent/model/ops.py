@@ -74,10 +74,14 @@ def _import_kernels() -> bool:
     if not _kernels_imported:
         _kernels_imported = True
         try:
-            importlib.import_module("keye_agent.model.kernels")
+            kernels = importlib.import_module("keye_agent.model.kernels")
         except ImportError:
-            # No triton (or no kernels package yet): "auto" falls back to the references.
+            # No kernels package: "auto" falls back to the references.
             return False
+        register_all = getattr(kernels, "register_all", None)
+        if register_all is not None:
+            # Registering again is harmless; it covers a kernels package imported before this module.
+            return bool(register_all(register_impl))
     return True
 
 
