@@ -48,14 +48,17 @@ async def evaluate(messages: list[TauMessage], termination_reason: str, task: Ta
             nl_note = f"{len(ec.nl_assertions)} NL assertion(s) unjudged: no judge model configured"
 
     parts: dict[str, float] = {}
-    if RewardType.DB in basis:
+    # with neither gold actions nor env assertions there is nothing to compare: upstream scores the environment
+    # 1.0 and leaves DB and ENV_ASSERTION out of the breakdown; so do we
+    env_checked = env_part["env_assertions"] is not None
+    if RewardType.DB in basis and env_checked:
         parts["DB"] = env_part["db_check"]["db_reward"]
-    if RewardType.ENV_ASSERTION in basis:
+    if RewardType.ENV_ASSERTION in basis and env_checked:
         parts["ENV_ASSERTION"] = float(all(c["met"] for c in env_part["env_assertions"]))
     if RewardType.ACTION in basis:
-        parts["ACTION"] = float(all(c["action_match"] for c in action_checks))
+        parts["ACTION"] = float(all(c["action_match"] for c in action_checks or []))
     if RewardType.COMMUNICATE in basis:
-        parts["COMMUNICATE"] = float(all(c["met"] for c in communicate))
+        parts["COMMUNICATE"] = float(all(c["met"] for c in communicate or []))
     unjudged = False
     if RewardType.NL_ASSERTION in basis:
         if nl_checks is not None:
@@ -106,7 +109,7 @@ async def _env_checks(messages: list[TauMessage], task: Task, domain: Domain) ->
     ec = task.evaluation_criteria
     assert ec is not None
     if ec.actions is None and ec.env_assertions is None:
-        return {"db_check": {"db_match": True, "db_reward": 1.0}, "env_assertions": [],
+        return {"db_check": {"db_match": True, "db_reward": 1.0}, "env_assertions": None,
                 "info": {"note": "No expected actions or env assertions"}}
     predicted = await domain.make_environment()
     gold = None
@@ -135,7 +138,9 @@ async def _env_checks(messages: list[TauMessage], task: Task, domain: Domain) ->
             await gold.aclose()
 
 
-async def _action_checks(messages: list[TauMessage], task: Task, domain: Domain) -> list[dict[str, Any]]:
+async def _action_checks(messages: list[TauMessage], task: Task, domain: Domain) -> list[dict[str, Any]] | None:
+    if not task.gold_actions:
+        return None  # as upstream: nothing to check, and no list
     calls = [c.model_copy(update={"requestor": m.role}) for m in messages
              if m.role in ("assistant", "user") for c in m.tool_calls or []]
     kinds: dict[str, str] = {}
@@ -154,7 +159,9 @@ async def _action_checks(messages: list[TauMessage], task: Task, domain: Domain)
     return out
 
 
-def _communicate_checks(messages: list[TauMessage], infos: list[str]) -> list[dict[str, Any]]:
+def _communicate_checks(messages: list[TauMessage], infos: list[str]) -> list[dict[str, Any]] | None:
+    if not infos:
+        return None
     out = []
     for info in infos:
         hit = next((m for m in messages if m.role == "assistant" and m.has_text
