@@ -38,11 +38,11 @@ def cache_dir() -> Path:
     return path
 
 
-def debian_mirror(suite: str) -> str:
+def debian_mirror(suite: str, apt_dir: Path = Path("/etc/apt")) -> str:
     """The mirror apt uses here for ``suite`` (deb822 .sources files first, then sources.list)."""
     if os.environ.get("KEYE_SANDBOX_MIRROR"):
         return os.environ["KEYE_SANDBOX_MIRROR"]
-    apt = Path("/etc/apt")
+    apt = apt_dir
     for f in sorted((apt / "sources.list.d").glob("*.sources")):
         for stanza in f.read_text().split("\n\n"):
             fields = dict((k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in stanza.splitlines()) if v)
