@@ -40,44 +40,44 @@ def _index_scores_kernel(
     if s0 > start + t_base + t0 + BLOCK_T - 1:
         # the whole tile is above the diagonal
         tl.store(o_ptrs, tl.full((BLOCK_T, BLOCK_S), float("-inf"), tl.float32).to(o_ptr.dtype.element_ty), mask=o_mask)
-        return
-    rows = tl.arange(0, BLOCK_T * HP)  # row r = query (r // HP), head (r % HP)
-    r_t = t0 + rows // HP
-    r_h = rows % HP
-    r_ok = (r_t < T) & (r_h < H)
-    dd = tl.arange(0, DP)
-    q_tile = tl.load(
-        q_ptr + b * sq_b + (t_base + r_t)[:, None].to(tl.int64) * sq_t + r_h[:, None] * sq_h + dd[None, :],
-        mask=r_ok[:, None] & (dd[None, :] < D), other=0.0,
-    )  # [BT*HP, DP]
-    gate = tl.load(
-        w_ptr + b * sw_b + (t_base + r_t).to(tl.int64) * sw_t + r_h * sw_h, mask=r_ok, other=0.0
-    ).to(tl.float32) * scale  # [BT*HP]
-    k_tile = tl.load(
-        k_ptr + b * sk_b + s_idx[:, None].to(tl.int64) * sk_s + dd[None, :],
-        mask=(s_idx[:, None] < S) & (dd[None, :] < D), other=0.0,
-    )  # [BS, DP]
-    logits = tl.dot(q_tile, tl.trans(k_tile), input_precision=PRECISION)  # [BT*HP, BS] fp32
-    contrib = tl.maximum(logits, 0.0) * gate[:, None]
-    scores = tl.sum(tl.reshape(contrib, (BLOCK_T, HP, BLOCK_S)), axis=1)  # [BT, BS]
-    scores = tl.where(s_idx[None, :] <= t_abs[:, None], scores, float("-inf"))
-    if OUT_FP16:
-        scores = tl.minimum(tl.maximum(scores, -FP16_MAX), FP16_MAX)
+    else:
+        rows = tl.arange(0, BLOCK_T * HP)  # row r = query (r // HP), head (r % HP)
+        r_t = t0 + rows // HP
+        r_h = rows % HP
+        r_ok = (r_t < T) & (r_h < H)
+        dd = tl.arange(0, DP)
+        q_tile = tl.load(
+            q_ptr + b * sq_b + (t_base + r_t)[:, None].to(tl.int64) * sq_t + r_h[:, None] * sq_h + dd[None, :],
+            mask=r_ok[:, None] & (dd[None, :] < D), other=0.0,
+        )  # [BT*HP, DP]
+        gate = tl.load(
+            w_ptr + b * sw_b + (t_base + r_t).to(tl.int64) * sw_t + r_h * sw_h, mask=r_ok, other=0.0
+        ).to(tl.float32) * scale  # [BT*HP]
+        k_tile = tl.load(
+            k_ptr + b * sk_b + s_idx[:, None].to(tl.int64) * sk_s + dd[None, :],
+            mask=(s_idx[:, None] < S) & (dd[None, :] < D), other=0.0,
+        )  # [BS, DP]
+        logits = tl.dot(q_tile, tl.trans(k_tile), input_precision=PRECISION)  # [BT*HP, BS] fp32
+        contrib = tl.maximum(logits, 0.0) * gate[:, None]
+        scores = tl.sum(tl.reshape(contrib, (BLOCK_T, HP, BLOCK_S)), axis=1)  # [BT, BS]
         scores = tl.where(s_idx[None, :] <= t_abs[:, None], scores, float("-inf"))
-    stored = scores.to(o_ptr.dtype.element_ty)
-    tl.store(o_ptrs, stored, mask=o_mask)
-    if HIST:
-        # first radix level of the split top-k: per-row histogram of the high byte of the float16 key
-        bits = stored.to(tl.uint16, bitcast=True).to(tl.uint32)
-        key = bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)
-        live = o_mask & (s_idx[None, :] <= t_abs[:, None])
-        bins = tl.arange(0, BLOCK_T)[:, None] * 256 + (key >> 8).to(tl.int32)
-        counts = tl.histogram(tl.reshape(bins, (BLOCK_T * BLOCK_S,)), BLOCK_T * 256,
-                              mask=tl.reshape(live, (BLOCK_T * BLOCK_S,)))
-        slot = tl.arange(0, BLOCK_T * 256)
-        row = t0 + slot // 256
-        tl.atomic_add(hist_ptr + (b * T + row) * sh_row + slot % 256, counts, mask=(counts > 0) & (row < T),
-                      sem="relaxed")
+        if OUT_FP16:
+            scores = tl.minimum(tl.maximum(scores, -FP16_MAX), FP16_MAX)
+            scores = tl.where(s_idx[None, :] <= t_abs[:, None], scores, float("-inf"))
+        stored = scores.to(o_ptr.dtype.element_ty)
+        tl.store(o_ptrs, stored, mask=o_mask)
+        if HIST:
+            # first radix level of the split top-k: per-row histogram of the high byte of the float16 key
+            bits = stored.to(tl.uint16, bitcast=True).to(tl.uint32)
+            key = bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)
+            live = o_mask & (s_idx[None, :] <= t_abs[:, None])
+            bins = tl.arange(0, BLOCK_T)[:, None] * 256 + (key >> 8).to(tl.int32)
+            counts = tl.histogram(tl.reshape(bins, (BLOCK_T * BLOCK_S,)), BLOCK_T * 256,
+                                  mask=tl.reshape(live, (BLOCK_T * BLOCK_S,)))
+            slot = tl.arange(0, BLOCK_T * 256)
+            row = t0 + slot // 256
+            tl.atomic_add(hist_ptr + (b * T + row) * sh_row + slot % 256, counts, mask=(counts > 0) & (row < T),
+                          sem="relaxed")
 
 
 def _blocks(H: int, D: int, T: int) -> tuple[int, int, int, int]:

@@ -59,7 +59,7 @@ def sparse_attention(
         launch_per_query(q, k, v, idx, scale, out, nsplit=nsplit)
         return out
     bq = block_queries(Hq // k.shape[2])
-    chunk = max(bq, (CHUNK_BITMAP_BYTES // max(1, 4 * B * S)) // bq * bq)
+    chunk = max(1, CHUNK_BITMAP_BYTES // max(1, 4 * B * S)) * bq  # bitmap rows are blocks of bq queries
     bitmap = torch.empty(B * triton.cdiv(min(chunk, T), bq) * S, dtype=torch.int32, device=q.device)
     for q0 in range(0, T, chunk):
         rows = min(chunk, T - q0)
