@@ -16,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
@@ -28,7 +28,7 @@ from .netguard import NetPolicy, guarded_async_client
 
 __all__ = ["ArgSpec", "HttpSpec", "make_http_tool", "parse_retry_after", "placeholders"]
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _SCHEMA_KEYS = ("type", "description", "enum", "items", "properties", "minimum", "maximum", "minLength",
                 "maxLength", "minItems", "maxItems", "pattern", "format", "default")
@@ -169,6 +169,10 @@ class _Call:
             else:
                 body[a.wire_name] = value
         url = _PLACEHOLDER.sub(lambda m: path_values.get(m.group(1), m.group(0)), spec.url)
+        if "?" in url:
+            # httpx replaces a URL's query string with `params`: keep the template's fixed parameters explicitly
+            url, _, fixed = url.partition("?")
+            query = {**dict(parse_qsl(fixed, keep_blank_values=True)), **query}
         missing = placeholders(url)
         if missing:
             raise ToolExecutionError(

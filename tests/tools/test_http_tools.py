@@ -129,6 +129,20 @@ def test_wire_names_and_json_body(api, tmp_path: Path) -> None:  # type: ignore[
     assert reg.get("order").mutates_state is True and reg.get("distance").mutates_state is False
 
 
+def test_fixed_query_in_url_template_is_kept(api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base, _ = api
+    reg = _registry(tmp_path, HEAD + f"""\
+      - name: open_near
+        kind: http
+        description: open stores near a place
+        url: "{base}/stores?open_now=true&radius_km=3"
+        arguments: {{near: {{type: string, description: place, required: true}}}}
+        response: {{select: "$.stores[*].id"}}
+    """, base)
+    r = _call(reg, "open_near", near="Maple Street 12")
+    assert r.ok and r.content == '["s1", "s3", "s2"]'
+
+
 def test_header_argument(api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """An argument sent as a header: the fault header itself, so the server's reaction proves where it went."""
     base, _ = api
