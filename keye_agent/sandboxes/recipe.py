@@ -26,6 +26,7 @@ class Recipe:
     variant: str = "minbase"
     packages: tuple[str, ...] = (
         "python3",
+        "python-is-python3",  # models (and llm-sandbox) call `python`
         "python3-numpy",
         "python3-pandas",
         "python3-matplotlib",

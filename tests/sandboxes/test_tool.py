@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from keye_agent.errors import ConfigError
+from keye_agent.sandboxes._docker import docker_client
 from keye_agent.sandboxes.tool import make_run_code
 from keye_agent.tools import Tool, ToolRegistry, load_builtin
 from keye_agent.types import ToolCall
@@ -89,3 +90,18 @@ def test_entry_point_resolves_and_runs_in_a_fresh_interpreter(engine: None) -> N
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "[python | ok |" in out.stdout and "stdout:\n21" in out.stdout
+
+
+def test_a_lost_sandbox_is_replaced_and_the_model_told(engine: None) -> None:
+    t = make_run_code(timeout_s=20)
+    reg = ToolRegistry([t])
+    try:
+        assert _call(reg, code="z = 1").ok
+        sb = t.metadata["session"].sandbox
+        docker_client().api.remove_container(sb.container_id, force=True)  # killed from outside
+        r = _call(reg, code="print(z)")
+        assert not r.ok and r.error_type == "ToolExecutionError" and "ended unexpectedly" in r.error
+        r = _call(reg, code="print('z' in globals())")
+        assert r.ok and "False" in r.content and "the previous sandbox was lost" in r.content
+    finally:
+        t.metadata["session"].close()
