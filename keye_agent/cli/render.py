@@ -1,0 +1,151 @@
+"""Showing a run on the terminal: streamed text, a panel per tool call and result, errors in red, and tables of
+tools and of a trajectory. Reads the agent's event stream, like every other consumer."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from keye_agent.agent.events import (
+    ErrorEvent,
+    Event,
+    FinalAnswer,
+    Note,
+    ReasoningDelta,
+    RunFinished,
+    StepStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from keye_agent.tools import ToolRegistry
+from keye_agent.types import RunResult, ToolCall, Trajectory
+
+RESULT_CHARS = 800
+
+
+def _cut(text: str, limit: int) -> tuple[str, str | None]:
+    if len(text) <= limit:
+        return text, None
+    return text[:limit], f"(result cut for display: {len(text) - limit} more characters; /trace or --save keep all)"
+
+
+class EventPrinter:
+    """Prints events as they come. ``show_steps`` adds a rule per step (the one-shot `run` command)."""
+
+    def __init__(self, console: Console, *, show_steps: bool = False, result_chars: int = RESULT_CHARS) -> None:
+        self.console = console
+        self.show_steps = show_steps
+        self.result_chars = result_chars
+        self._open_line = False  # streamed text without its closing newline yet
+        self._streamed_text = False
+        self._calls: dict[str, ToolCall] = {}
+
+    def _end_line(self) -> None:
+        if self._open_line:
+            self.console.print()
+            self._open_line = False
+
+    def __call__(self, ev: Event) -> None:
+        c = self.console
+        if isinstance(ev, StepStarted):
+            self._end_line()
+            self._streamed_text = False
+            if self.show_steps:
+                c.rule(f"step {ev.step}", style="dim")
+        elif isinstance(ev, TextDelta):
+            c.print(ev.text, end="", markup=False, highlight=False, soft_wrap=True)
+            self._open_line = not ev.text.endswith("\n")
+            self._streamed_text = True
+        elif isinstance(ev, ReasoningDelta):
+            c.print(Text(ev.text, style="dim italic"), end="", soft_wrap=True)
+            self._open_line = not ev.text.endswith("\n")
+        elif isinstance(ev, ToolCallStarted):
+            self._end_line()
+            self._calls[ev.call.id] = ev.call
+            args = json.dumps(ev.call.arguments, ensure_ascii=False, indent=2)
+            c.print(Panel(Syntax(args, "json", theme="ansi_dark", word_wrap=True),
+                          title=f"[bold cyan]call[/] {escape(ev.call.name)}", title_align="left",
+                          border_style="cyan", expand=False))
+        elif isinstance(ev, ToolCallFinished):
+            self._end_line()
+            r = ev.result
+            meta = f"{r.duration_s:.2f} s" + (f", {r.attempts} attempts" if r.attempts > 1 else "")
+            if r.ok:
+                body, note = _cut(r.content, self.result_chars)
+                text = Text(body)
+                if note:
+                    text.append("\n" + note, style="yellow")
+                c.print(Panel(text, title=f"[green]result[/] {escape(r.name)} [dim]({meta})[/]",
+                              title_align="left", border_style="green", expand=False))
+            else:
+                c.print(Panel(Text(f"{r.error_type}: {r.error}", style="red"),
+                              title=f"[red]failed[/] {escape(r.name)} [dim]({meta})[/]", title_align="left",
+                              border_style="red", expand=False))
+        elif isinstance(ev, ErrorEvent):
+            self._end_line()
+            if ev.kind != "tool":  # failed tools already have their red panel
+                c.print(Text(f"✗ {ev.kind}: {ev.message}", style="red"))
+        elif isinstance(ev, Note):
+            self._end_line()
+            c.print(Text(f"note: {ev.message}", style="yellow"))
+        elif isinstance(ev, FinalAnswer):
+            self._end_line()
+            if not self._streamed_text or self.show_steps:
+                c.print(Panel(Text(ev.text), title="[bold]final answer[/]", title_align="left",
+                              border_style="bold", expand=False))
+        elif isinstance(ev, RunFinished):
+            self._end_line()
+            c.print(summary_line(ev.result))
+
+    def finish(self) -> None:
+        self._end_line()
+
+
+def summary_line(result: RunResult) -> Text:
+    u = result.usage
+    text = (f"{result.status} · {result.steps} step{'s' * (result.steps != 1)} · {u.prompt_tokens} prompt + "
+            f"{u.completion_tokens} completion tokens · {result.duration_s:.1f} s")
+    if result.error and not result.ok:
+        text += f" · {result.error}"
+    return Text(text, style="dim" if result.ok else "red")
+
+
+def tools_table(registry: ToolRegistry) -> Table:
+    table = Table(title="tools", title_justify="left")
+    table.add_column("name", style="cyan", no_wrap=True)
+    table.add_column("arguments")
+    table.add_column("description")
+    table.add_column("flags", style="yellow")
+    for t in registry:
+        props = t.parameters.get("properties", {})
+        required = set(t.parameters.get("required", []))
+        args = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any') if isinstance(v, dict) else 'any'}"
+                         for k, v in props.items())
+        flags = " ".join(f for f, on in (("mutates", t.mutates_state), ("approval", t.needs_approval)) if on)
+        table.add_row(t.name, args, t.description.strip().splitlines()[0], flags)
+    return table
+
+
+def trace_table(traj: Trajectory) -> Table:
+    """One row per step: what the model did, what the tools returned, errors, time and tokens."""
+    table = Table(title=f"trajectory · {len(traj.steps)} steps · model {traj.model}", title_justify="left")
+    for col, style in (("#", "dim"), ("model said", ""), ("tool results", ""), ("errors", "red"),
+                       ("time", "dim"), ("tokens", "dim")):
+        table.add_column(col, style=style)
+    for i, s in enumerate(traj.steps, 1):
+        said = ""
+        if s.turn is not None:
+            calls = [f"{c.name}({json.dumps(c.arguments, ensure_ascii=False)})" for c in s.turn.tool_calls]
+            said = "\n".join(([s.turn.text.strip()[:120]] if s.turn.text.strip() else []) + calls)
+        results = "\n".join(f"{'✓' if r.ok else '✗'} {r.name}: {(r.content if r.ok else r.error or '')[:80]}"
+                            for r in s.tool_results)
+        table.add_row(str(i), said, results, "\n".join(e[:120] for e in s.errors), f"{s.duration_s:.2f} s",
+                      str(s.usage.total_tokens))
+    return table
