@@ -343,3 +343,36 @@ def test_shared_include_is_loaded_once(tmp_path: Path) -> None:
     write(tmp_path, "right.yaml", "version: 1\ninclude: [common.yaml]\n")
     top = write(tmp_path, "top.yaml", "version: 1\ninclude: [left.yaml, right.yaml]\n")
     assert load_registry(top).names == ["seed_world"]
+
+
+def test_openapi_whole_body_argument_and_yaml_document(api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A request body without listed properties becomes one ``body`` argument sent as the whole JSON body;
+    the document is YAML, with a header parameter and a server URL of its own."""
+    base, app = api
+    write(tmp_path, "orders.yaml", f"""\
+        openapi: 3.0.3
+        info: {{title: orders, version: "1"}}
+        servers: [{{url: "{base}"}}]
+        paths:
+          /orders:
+            post:
+              operationId: placeOrder
+              summary: Place an order.
+              parameters:
+                - {{name: X-Request-Id, in: header, schema: {{type: string}}, description: idempotency key}}
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema: {{type: object, description: the order as the API expects it}}
+    """)
+    p = write(tmp_path, "r.yaml", "version: 1\nnetwork: {allow_loopback: true}\ntools:\n"
+                                  "  - {kind: openapi, spec: orders.yaml, operations: [placeOrder]}\n")
+    reg = load_registry(p)
+    t = reg.get("placeOrder")
+    assert t.parameters["required"] == ["body"] and "X_Request_Id" in t.parameters["properties"]
+    r = call(reg, "placeOrder", X_Request_Id="abc",
+             body={"store_id": "s3", "items": [{"sku": "chocolate", "quantity": 2}], "deliver_to": "University Campus"})
+    assert r.ok, r.error
+    oid = json.loads(r.content)["order"]["id"]
+    assert app.state.store.order(oid)["items"][0]["quantity"] == 2
