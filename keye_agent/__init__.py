@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "ToolResult": "keye_agent.types",
     "Trajectory": "keye_agent.types",
     "Usage": "keye_agent.types",
+    "load_registry": "keye_agent.tools.yaml_registry",
     "parse_tool_calls": "keye_agent.backends.parsing",
     "tool": "keye_agent.tools",
 }
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from keye_agent.backends.scripted import ScriptedBackend
     from keye_agent.errors import KeyeAgentError
     from keye_agent.tools import Tool, ToolOutput, ToolRegistry, tool
+    from keye_agent.tools.yaml_registry import load_registry
     from keye_agent.types import (
         AssistantTurn,
         GenerationSettings,

@@ -10,7 +10,7 @@ import keye_agent
 EXPECTED = [
     "Agent", "AssistantTurn", "ContextPolicy", "GenerationSettings", "KeyeAgentError", "Message", "OpenAIBackend",
     "RunResult", "ScriptedBackend", "Tool", "ToolCall", "ToolOutput", "ToolRegistry", "ToolResult", "Trajectory",
-    "Usage", "parse_tool_calls", "tool",
+    "Usage", "load_registry", "parse_tool_calls", "tool",
 ]
 
 
