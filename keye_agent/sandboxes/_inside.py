@@ -273,6 +273,7 @@ class Supervisor:
         self.out = self.pending_out
         self.err = self.pending_err
         self.reaped = {}
+        self.eof = set()
 
     def send(self, obj):
         data = json.dumps(obj).encode() + b"\n"
@@ -306,6 +307,7 @@ class Supervisor:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
         self.kernel = (pid, req_w, rep_r, out_r, err_r)
+        self.eof = set()
 
     def close_kernel_fds(self):
         if self.kernel:
@@ -374,6 +376,7 @@ class Supervisor:
                 except OSError:
                     break
                 if not data:
+                    self.eof.add(fd)  # no writer left: stop selecting on it, or select would spin
                     break
                 (self.out if fd == self.kernel[3] else self.err).add(data)
 
@@ -386,7 +389,7 @@ class Supervisor:
     def idle_fds(self):
         fds = [0]
         if self.kernel:
-            fds += [self.kernel[3], self.kernel[4]]
+            fds += [fd for fd in self.kernel[3:] if fd not in self.eof]
         return fds
 
     def serve(self):
@@ -440,12 +443,17 @@ class Supervisor:
             if left <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select([0, out_r, err_r, rep_r], [], [], min(left, 0.05))
+            watched = [0, rep_r] + [fd for fd in (out_r, err_r) if fd not in self.eof]
+            ready, _, _ = select.select(watched, [], [], min(left, 0.05))
             if 0 in ready:
                 self.read_stdin()
             self.drain([fd for fd in ready if fd in (out_r, err_r)])
             if rep_r in ready:
                 chunk = os.read(rep_r, 65536)
+                if not chunk:  # the kernel died or closed its reply pipe: either way it cannot answer
+                    time.sleep(0.01)
+                    status = self.kernel_status()
+                    break
                 buf += chunk
                 if b"\n" in buf:
                     reply = json.loads(bytes(buf).partition(b"\n")[0])

@@ -8,6 +8,7 @@ from typing import Any
 import docker.errors
 
 from ._docker import docker_client
+from .build import cache_dir
 from .owner import list_sandboxes, reap_orphans
 from .recipe import DEFAULT_RECIPE, IMAGE_REPOSITORY, RECIPE_LABEL
 
@@ -69,8 +70,8 @@ def format_listing() -> str:
 
 
 def prune(*, everything: bool = False, images: bool = False) -> list[str]:
-    """Remove orphaned containers (all sandbox containers with ``everything``), and with ``images`` the images of
-    other recipes than the current one. Returns one line per thing removed."""
+    """Remove orphaned containers (all sandbox containers with ``everything``), and with ``images`` the images and
+    cached root filesystems of other recipes than the current one. Returns one line per thing removed."""
     done = [
         f"removed container {c.name} (owner pid {c.owner_pid}, {c.owner})" for c in reap_orphans(everything=everything)
     ]
@@ -84,6 +85,11 @@ def prune(*, everything: bool = False, images: bool = False) -> list[str]:
                 done.append(f"removed image {i['tag']}")
             except docker.errors.APIError as e:
                 done.append(f"kept image {i['tag']}: {e.explanation or e}")
+        current = f"rootfs-{DEFAULT_RECIPE.digest[:12]}.tar"
+        for tar in sorted(cache_dir().glob("rootfs-*.tar")):
+            if tar.name != current:
+                tar.unlink()
+                done.append(f"removed cached root filesystem {tar}")
     if not done:
         done.append("nothing to prune")
     return done

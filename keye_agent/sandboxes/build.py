@@ -3,6 +3,7 @@
 Steps (all as root; debootstrap and chroot need it):
 
 1. ``debootstrap --variant=minbase`` into a temporary directory, its .deb files kept in the cache directory;
+   (the bare base system is kept as ``base-<suite>-<variant>.tar``, so a new package list skips this step);
 2. ``apt-get install --no-install-recommends`` of the recipe's packages inside a chroot (apt resolves alternatives
    properly, which debootstrap's own resolver does not), with the archive cache bind-mounted from the cache dir;
 3. add the unprivileged user, pre-build matplotlib's font cache, delete docs, locales and apt lists;
@@ -108,12 +109,21 @@ def make_rootfs(recipe: Recipe, tarball: Path, log: Log) -> None:
     mounted = False
     try:
         t0 = time.monotonic()
-        log(f"[1/4] debootstrap {recipe.variant} {recipe.suite} (log: {log_file})")
-        _run(
-            ["debootstrap", f"--variant={recipe.variant}", f"--cache-dir={debs}", recipe.suite, str(root), mirror],
-            log_file,
-            "debootstrap",
-        )
+        base = cache / f"base-{recipe.suite}-{recipe.variant}.tar"
+        if base.exists():
+            log(f"[1/4] base system from {base}")
+            root.mkdir()
+            _run(["tar", "--numeric-owner", "-C", str(root), "-xf", str(base)], log_file, "unpacking the base system")
+        else:
+            log(f"[1/4] debootstrap {recipe.variant} {recipe.suite} (log: {log_file})")
+            _run(
+                ["debootstrap", f"--variant={recipe.variant}", f"--cache-dir={debs}", recipe.suite, str(root), mirror],
+                log_file,
+                "debootstrap",
+            )
+            # Kept so that a change of packages re-runs only the apt step.
+            _run(["tar", "--numeric-owner", "-C", str(root), "-cf", f"{base}.partial", "."], log_file, "tar (base)")
+            os.replace(f"{base}.partial", base)
         log(f"      done in {time.monotonic() - t0:.0f} s")
         t0 = time.monotonic()
         log(f"[2/4] apt-get install {len(recipe.packages)} packages")
