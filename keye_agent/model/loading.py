@@ -26,6 +26,7 @@ import torch
 from keye_agent.model.build import init_random_weights
 from keye_agent.model.config import KeyeConfig
 from keye_agent.model.model import KeyeForCausalLM
+from keye_agent.model.tokenizer import KeyeTokenizer
 
 __all__ = ["LoadedCheckpoint", "checkpoint_files", "load_checkpoint"]
 
@@ -45,6 +46,8 @@ class LoadedCheckpoint:
     """``visual.*`` and ``mlp_AR.*`` tensors (on the target device, model dtype), for the vision code."""
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
+    tokenizer: KeyeTokenizer | None = None
+    """The checkpoint's tokenizer and chat template, when it ships tokenizer.json."""
 
 
 def checkpoint_files(path: str | Path) -> dict[str, str]:
@@ -195,7 +198,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.set_sparse(has_indexer if sparse is None else sparse)
-    return LoadedCheckpoint(model=model, config=config, vision_state=vision, warnings=notes, path=root)
+    tokenizer = KeyeTokenizer.from_dir(root) if (root / "tokenizer.json").is_file() else None
+    return LoadedCheckpoint(model=model, config=config, vision_state=vision, warnings=notes, path=root,
+                            tokenizer=tokenizer)
 
 
 def _check_shape(name: str, shard: str, shape: tuple[int, ...], want: tuple[int, ...]) -> None:

@@ -79,3 +79,19 @@ def test_incremental_decoder_never_splits_characters(tok_dir):
     deltas.append(dec.flush())
     assert "".join(deltas) == text
     assert not any("\ufffd" in d for d in deltas)
+
+
+def test_checkpoint_directory_brings_its_tokenizer(tok_dir, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from keye_agent.model import build_model, load_checkpoint
+
+    model = build_model("tiny", dtype=torch.float32, seed=2)
+    save_file({n: p.contiguous() for n, p in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_dict()))
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / f).write_bytes((tok_dir / f).read_bytes())
+    loaded = load_checkpoint(tmp_path, dtype=torch.float32)
+    assert loaded.tokenizer is not None
+    assert loaded.tokenizer.stop_token_ids == KeyeTokenizer.from_dir(tok_dir).stop_token_ids
