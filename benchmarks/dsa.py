@@ -185,13 +185,22 @@ def decode_rows(S: int, sh: Shapes, clock: Clock, device: str, ok: dict[str, boo
             k=kv[:, :S, :, 0], v=kv[:, :S, :, 1], kidx=kidx[:, :S],
             kd=kvd[:, :, 0, :S], vd=kvd[:, :, 1, :S],
         ))
+    def dense():
+        for x in data:
+            F.scaled_dot_product_attention(x["q"].transpose(1, 2), x["kd"], x["vd"], scale=scale, enable_gqa=True)
+
+    reps = 3 if tiny else 100
+    per = 1e3 / sets  # ms for all sets -> us per layer step
+    row: dict = {"S": S, "sets": sets, "dense_eager_us": clock.ms(dense, reps) * per}
+    g = clock.graph_ms(dense, reps)
+    row["dense_graph_us"] = g * per if g is not None else None
     x = data[0]
     idx = indexer_topk(x["qi"], x["w"], x["kidx"], S - 1, sh.topk)
     problem = selection_problem(idx, index_scores_ref(x["qi"], x["w"], x["kidx"], S - 1), S - 1, sh.topk, 2.0**-10)
     att = sparse_attention(x["q"], x["k"], x["v"], idx, scale)
     err = rel_rms(att, sparse_attention_ref(x["q"], x["k"], x["v"], idx, scale))
     check = {"indexer_topk": problem is None and ok["indexer_topk"], "sparse_attention": err < 1e-2 and ok["sparse_attention"]}
-    row = {"S": S, "sets": sets, "check_topk": problem or "ok", "check_attention_rel_rms": err}
+    row.update({"check_topk": problem or "ok", "check_attention_rel_rms": err})
     for x in data:
         x["idx"] = indexer_topk(x["qi"], x["w"], x["kidx"], S - 1, sh.topk)
 
@@ -208,15 +217,6 @@ def decode_rows(S: int, sh: Shapes, clock: Clock, device: str, ok: dict[str, boo
         for x in data:
             sparse_attention(x["q"], x["k"], x["v"], x["idx"], scale)
 
-    def dense():
-        for x in data:
-            F.scaled_dot_product_attention(x["q"].transpose(1, 2), x["kd"], x["vd"], scale=scale, enable_gqa=True)
-
-    reps = 3 if tiny else 100
-    per = 1e3 / sets  # ms for all sets -> us per layer step
-    row["dense_eager_us"] = clock.ms(dense, reps) * per
-    g = clock.graph_ms(dense, reps)
-    row["dense_graph_us"] = g * per if g is not None else None
     if check["indexer_topk"] and check["sparse_attention"]:
         row["ours_eager_us"] = clock.ms(ours, reps) * per
         for name, fn in (("ours_graph_us", ours), ("indexer_topk_graph_us", indexer_only),

@@ -1,6 +1,6 @@
 """Triton kernel for the causal lightning-indexer scores (MODEL.md step 4).
 
-One program computes a [BLOCK_T, BLOCK_S] tile of ``I[t, s] = sum_j w[t, j] * d**-0.5 * relu(q[t, j] . k[s])``:
+One program computes [BLOCK_T, BLOCK_S] tiles (a span of them, holding its queries) of ``I[t, s] = sum_j w[t, j] * d**-0.5 * relu(q[t, j] . k[s])``:
 the BLOCK_T queries' H heads form the rows of one matrix product against the key tile (fp32 accumulation), then
 ReLU, the gate and the sum over heads run on the accumulator. Tiles wholly above the diagonal store -inf and skip
 the product. ``out`` may be a float32 matrix (the public op) or a float16 chunk buffer used by the streamed top-k.
@@ -16,13 +16,13 @@ from keye_agent.model.kernels._checks import check_dims, dot_precision, pow2
 
 __all__ = ["index_scores", "launch_scores"]
 
-FP16_MAX = 65504.0
+FP16_MAX = tl.constexpr(65504.0)
 
 
 @triton.jit
 def _index_scores_kernel(
     q_ptr, w_ptr, k_ptr, o_ptr, hist_ptr,
-    T, S, H, D, start, t_base, scale,
+    T, S, H, D, start, t_base, scale, span,
     sq_b, sq_t, sq_h, sw_b, sw_t, sw_h, sk_b, sk_s, so_b, so_t, sh_row,
     HP: tl.constexpr, DP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr,
     OUT_FP16: tl.constexpr, PRECISION: tl.constexpr, HIST: tl.constexpr,
@@ -31,28 +31,27 @@ def _index_scores_kernel(
     pid_s = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     t0 = pid_t * BLOCK_T
-    s0 = pid_s * BLOCK_S
     t_loc = t0 + tl.arange(0, BLOCK_T)  # [BT] query rows of this call
-    s_idx = s0 + tl.arange(0, BLOCK_S)  # [BS]
     t_abs = start + t_base + t_loc  # absolute positions
-    o_ptrs = o_ptr + b * so_b + t_loc[:, None].to(tl.int64) * so_t + s_idx[None, :]
-    o_mask = (t_loc[:, None] < T) & (s_idx[None, :] < S)
-    if s0 > start + t_base + t0 + BLOCK_T - 1:
-        # the whole tile is above the diagonal
-        tl.store(o_ptrs, tl.full((BLOCK_T, BLOCK_S), float("-inf"), tl.float32).to(o_ptr.dtype.element_ty), mask=o_mask)
-    else:
-        rows = tl.arange(0, BLOCK_T * HP)  # row r = query (r // HP), head (r % HP)
-        r_t = t0 + rows // HP
-        r_h = rows % HP
-        r_ok = (r_t < T) & (r_h < H)
-        dd = tl.arange(0, DP)
-        q_tile = tl.load(
-            q_ptr + b * sq_b + (t_base + r_t)[:, None].to(tl.int64) * sq_t + r_h[:, None] * sq_h + dd[None, :],
-            mask=r_ok[:, None] & (dd[None, :] < D), other=0.0,
-        )  # [BT*HP, DP]
-        gate = tl.load(
-            w_ptr + b * sw_b + (t_base + r_t).to(tl.int64) * sw_t + r_h * sw_h, mask=r_ok, other=0.0
-        ).to(tl.float32) * scale  # [BT*HP]
+    rows = tl.arange(0, BLOCK_T * HP)  # row r = query (r // HP), head (r % HP)
+    r_t = t0 + rows // HP
+    r_h = rows % HP
+    r_ok = (r_t < T) & (r_h < H)
+    dd = tl.arange(0, DP)
+    # the query tile and gates stay in registers while the program walks its span of keys
+    q_tile = tl.load(
+        q_ptr + b * sq_b + (t_base + r_t)[:, None].to(tl.int64) * sq_t + r_h[:, None] * sq_h + dd[None, :],
+        mask=r_ok[:, None] & (dd[None, :] < D), other=0.0,
+    )  # [BT*HP, DP]
+    gate = tl.load(
+        w_ptr + b * sw_b + (t_base + r_t).to(tl.int64) * sw_t + r_h * sw_h, mask=r_ok, other=0.0
+    ).to(tl.float32) * scale  # [BT*HP]
+    s_begin = pid_s * span
+    s_end = tl.minimum(s_begin + span, S)
+    visible_end = tl.minimum(s_end, start + t_base + t0 + BLOCK_T)  # keys past it are above the diagonal
+    o_rows = o_ptr + b * so_b + t_loc[:, None].to(tl.int64) * so_t
+    for s0 in range(s_begin, visible_end, BLOCK_S):
+        s_idx = s0 + tl.arange(0, BLOCK_S)  # [BS]
         k_tile = tl.load(
             k_ptr + b * sk_b + s_idx[:, None].to(tl.int64) * sk_s + dd[None, :],
             mask=(s_idx[:, None] < S) & (dd[None, :] < D), other=0.0,
@@ -60,24 +59,28 @@ def _index_scores_kernel(
         logits = tl.dot(q_tile, tl.trans(k_tile), input_precision=PRECISION)  # [BT*HP, BS] fp32
         contrib = tl.maximum(logits, 0.0) * gate[:, None]
         scores = tl.sum(tl.reshape(contrib, (BLOCK_T, HP, BLOCK_S)), axis=1)  # [BT, BS]
-        scores = tl.where(s_idx[None, :] <= t_abs[:, None], scores, float("-inf"))
+        causal = s_idx[None, :] <= t_abs[:, None]
         if OUT_FP16:
             scores = tl.minimum(tl.maximum(scores, -FP16_MAX), FP16_MAX)
-            scores = tl.where(s_idx[None, :] <= t_abs[:, None], scores, float("-inf"))
+        scores = tl.where(causal, scores, float("-inf"))
         stored = scores.to(o_ptr.dtype.element_ty)
-        tl.store(o_ptrs, stored, mask=o_mask)
+        o_mask = (t_loc[:, None] < T) & (s_idx[None, :] < s_end)
+        tl.store(o_rows + s_idx[None, :], stored, mask=o_mask)
         if HIST:
             # first radix level of the split top-k: per-row histogram of the high byte of the float16 key
             bits = stored.to(tl.uint16, bitcast=True).to(tl.uint32)
             key = bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)
-            live = o_mask & (s_idx[None, :] <= t_abs[:, None])
             bins = tl.arange(0, BLOCK_T)[:, None] * 256 + (key >> 8).to(tl.int32)
             counts = tl.histogram(tl.reshape(bins, (BLOCK_T * BLOCK_S,)), BLOCK_T * 256,
-                                  mask=tl.reshape(live, (BLOCK_T * BLOCK_S,)))
+                                  mask=tl.reshape(o_mask & causal, (BLOCK_T * BLOCK_S,)))
             slot = tl.arange(0, BLOCK_T * 256)
             row = t0 + slot // 256
             tl.atomic_add(hist_ptr + (b * T + row) * sh_row + slot % 256, counts, mask=(counts > 0) & (row < T),
                           sem="relaxed")
+    for s0 in range(tl.maximum(visible_end, s_begin), s_end, BLOCK_S):
+        s_idx = s0 + tl.arange(0, BLOCK_S)
+        tl.store(o_rows + s_idx[None, :], tl.full((BLOCK_T, BLOCK_S), float("-inf"), o_ptr.dtype.element_ty),
+                 mask=(t_loc[:, None] < T) & (s_idx[None, :] < s_end))
 
 
 def _blocks(H: int, D: int, T: int) -> tuple[int, int, int, int]:
@@ -103,10 +106,16 @@ def launch_scores(
     B, _, H, D = q.shape
     S_out = out.shape[2]
     HP, DP, block_t, block_s = _blocks(H, D, n_rows)
-    grid = (triton.cdiv(n_rows, block_t), triton.cdiv(S_out, block_s), B)
+    t_blocks, s_tiles = triton.cdiv(n_rows, block_t), triton.cdiv(S_out, block_s)
+    # each program walks `tiles` key tiles with its query tile held; keep about 4096 programs or more
+    tiles = 1
+    while tiles < 16 and B * t_blocks * triton.cdiv(s_tiles, tiles * 2) >= 4096:
+        tiles *= 2
+    span = tiles * block_s
+    grid = (t_blocks, triton.cdiv(S_out, span), B)
     _index_scores_kernel[grid](
         q, w, k, out, out if hist is None else hist,
-        n_rows, S_out, H, D, start, t_base, D**-0.5,
+        n_rows, S_out, H, D, start, t_base, D**-0.5, span,
         q.stride(0), q.stride(1), q.stride(2), w.stride(0), w.stride(1), w.stride(2),
         k.stride(0), k.stride(1), out.stride(0), out.stride(1), 0 if hist is None else hist.stride(0),
         HP=HP, DP=DP, BLOCK_T=block_t, BLOCK_S=block_s,

@@ -53,7 +53,7 @@ def _topk_kernel(
         prefix = tl.zeros((), tl.uint32)
         remaining = topk  # how many keys are still to be taken at or below the prefix
         for level in tl.static_range(KEY_BITS // 8):
-            shift: tl.constexpr = KEY_BITS - 8 * (level + 1)
+            shift = KEY_BITS - 8 * (level + 1)
             hist = tl.zeros((256,), tl.int32)
             for c0 in range(0, n, BLOCK):
                 c = c0 + offs
