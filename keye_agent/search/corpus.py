@@ -89,38 +89,31 @@ def load_document(path: Path) -> Document:
     return Document(path=path, url=url, title=title.strip(), text=text.strip(), mtime=mtime, kind=kind)
 
 
-def corpus_files(root: Path, max_file_bytes: int) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Supported files under ``root`` (hidden ones skipped), sorted, and the too-large ones."""
-    files: list[Path] = []
+FileStamp = tuple[str, int, int]
+"""(path, size, mtime in ns): what identifies one version of a file."""
+
+
+def corpus_files(root: Path, max_file_bytes: int) -> tuple[list[FileStamp], list[tuple[str, str]]]:
+    """Supported files under ``root`` (hidden ones skipped) with their size and mtime, sorted by path, and the
+    files left out (too large, unreadable). One ``stat`` per file: this runs before searches to spot changes."""
+    files: list[FileStamp] = []
     skipped: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in SUFFIXES:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
                 continue
-            p = Path(dirpath) / name
+            p = os.path.join(dirpath, name)
             try:
-                size = p.stat().st_size
+                st = os.stat(p)
             except OSError as e:
-                skipped.append((str(p), f"cannot stat: {e.strerror}"))
+                skipped.append((p, f"cannot stat: {e.strerror}"))
                 continue
-            if size > max_file_bytes:
-                skipped.append((str(p), f"{size} bytes is over max_file_bytes={max_file_bytes}"))
+            if st.st_size > max_file_bytes:
+                skipped.append((p, f"{st.st_size} bytes is over max_file_bytes={max_file_bytes}"))
                 continue
-            files.append(p)
+            files.append((p, st.st_size, st.st_mtime_ns))
     return files, skipped
-
-
-def fingerprint(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
-    """Changes when a file is added, removed or modified: the cue to re-index."""
-    out = []
-    for p in files:
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        out.append((str(p), st.st_size, st.st_mtime_ns))
-    return tuple(out)
 
 
 def load_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 20 * 2**20) -> Corpus:
@@ -132,16 +125,16 @@ def load_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 20 * 2**2
         raise ConfigError(f"the offline corpus {str(path)!r} is not a folder", hint="pass the folder that holds it")
     files, skipped = corpus_files(path, max_file_bytes)
     corpus = Corpus(root=path, skipped=skipped)
-    for p in files:
+    for p, _, _ in files:
         try:
-            doc = load_document(p)
+            doc = load_document(Path(p))
         except (OSError, SearchError) as e:
-            corpus.skipped.append((str(p), str(e)))
+            corpus.skipped.append((p, str(e)))
             continue
         if doc.text:
             corpus.documents.append(doc)
         else:
-            corpus.skipped.append((str(p), "no text could be extracted"))
+            corpus.skipped.append((p, "no text could be extracted"))
     return corpus
 
 

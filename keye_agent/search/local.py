@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keye_agent.errors import ConfigError, SearchError
 
-from .corpus import Corpus, Document, corpus_files, fingerprint, load_corpus, passages
+from .corpus import Corpus, Document, FileStamp, corpus_files, load_corpus, passages
 from .results import SearchResult, canonical_url, check_time_range
 
 _MD_HEADING = re.compile(r"^#{1,6}\s+", re.MULTILINE)
@@ -71,7 +71,7 @@ def best_snippet(text: str, query_terms: set[str], max_chars: int = 320) -> str:
 @dataclass
 class _Index:
     corpus: Corpus
-    fingerprint: tuple[tuple[str, int, int], ...]
+    fingerprint: tuple[FileStamp, ...]
     retriever: object | None
     owners: list[int]  # passage -> document
     passages: list[str]
@@ -80,6 +80,9 @@ class _Index:
 
 class LocalBackend:
     """Search a folder of .txt/.md/.html/.pdf files offline.
+
+    The folder is scanned for changes at most once every ``recheck_s`` seconds (0: before every search), so a burst
+    of searches does not stat every file each time.
 
     Example::
 
@@ -91,7 +94,7 @@ class LocalBackend:
 
     def __init__(
         self, path: str | os.PathLike[str], *, passage_chars: int = 1000, max_file_bytes: int = 20 * 2**20,
-        snippet_chars: int = 320,
+        snippet_chars: int = 320, recheck_s: float = 2.0,
     ) -> None:
         self.root = Path(path).expanduser()
         if not self.root.is_dir():
@@ -103,7 +106,9 @@ class LocalBackend:
         self.max_file_bytes = max_file_bytes
         self.snippet_chars = snippet_chars
         self.cache_key = f"local:{self.root.resolve()}"
+        self.recheck_s = recheck_s
         self._index: _Index | None = None
+        self._checked = float("-inf")
         self._lock = threading.Lock()
 
     @property
@@ -112,13 +117,17 @@ class LocalBackend:
 
     def _current(self) -> _Index:
         with self._lock:
+            now = time.monotonic()
+            if self._index is not None and now - self._checked < self.recheck_s:
+                return self._index
             files, _ = corpus_files(self.root, self.max_file_bytes)
-            fp = fingerprint(files)
+            fp = tuple(files)
             if self._index is None or self._index.fingerprint != fp:
                 self._index = self._build(fp)
+            self._checked = time.monotonic()
             return self._index
 
-    def _build(self, fp: tuple[tuple[str, int, int], ...]) -> _Index:
+    def _build(self, fp: tuple[FileStamp, ...]) -> _Index:
         import bm25s
 
         corpus = load_corpus(self.root, max_file_bytes=self.max_file_bytes)

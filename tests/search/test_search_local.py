@@ -97,7 +97,7 @@ def test_unknown_words_give_no_results_not_an_error(corpus: Path) -> None:
 
 
 def test_reindexes_when_a_file_is_added_or_changed(corpus: Path) -> None:
-    backend = LocalBackend(corpus)
+    backend = LocalBackend(corpus, recheck_s=0)
     assert backend.search("glacier") == []
     (corpus / "glacier.md").write_text("# Glaciers\n\nVatnajokull is the largest glacier in Iceland.\n")
     assert backend.search("glacier")[0].url.endswith("glacier.md")
@@ -105,6 +105,17 @@ def test_reindexes_when_a_file_is_added_or_changed(corpus: Path) -> None:
     os.utime(corpus / "glacier.md", ns=(time.time_ns(), time.time_ns() + 10**9))  # a new mtime even on coarse clocks
     assert backend.search("glacier") == []
     assert backend.search("sahara dunes")[0].title == "Deserts"
+    (corpus / "glacier.md").unlink()
+    assert backend.search("sahara dunes") == []
+
+
+def test_rescans_at_most_every_recheck_s(corpus: Path) -> None:
+    backend = LocalBackend(corpus, recheck_s=3600)
+    assert backend.search("glacier") == []
+    (corpus / "glacier.md").write_text("# Glaciers\n\nVatnajokull is the largest glacier in Iceland.\n")
+    assert backend.search("glacier") == []  # not looked at again yet
+    backend.recheck_s = 0
+    assert backend.search("glacier")[0].url.endswith("glacier.md")
 
 
 def test_time_range_keeps_recently_modified_documents(corpus: Path) -> None:
