@@ -102,6 +102,7 @@ def run(
     agent_base_url: Annotated[str | None, typer.Option("--agent-base-url")] = None,
     user_base_url: Annotated[str | None, typer.Option("--user-base-url")] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="agent and user sampling temperature")] = 0.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="tokens per model turn")] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
@@ -117,8 +118,8 @@ def run(
         settings = RunSettings(
             num_trials=num_trials, max_concurrency=max_concurrency, seed=seed,
             limits=Limits(max_steps=max_steps, max_errors=max_errors, timeout_s=timeout),
-            agent_settings=GenerationSettings(temperature=temperature),
-            user_settings=GenerationSettings(temperature=temperature),
+            agent_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
+            user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume)
         results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
     except KeyeAgentError as e:
