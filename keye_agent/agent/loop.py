@@ -385,22 +385,47 @@ class Agent:
     async def _run_calls(
         self, calls: list[ToolCall], failed: dict[str, tuple[int, str]], started: float
     ) -> list[ToolResult]:
-        """Dispatch the calls, except exact repeats of calls that already failed (the model is told instead)."""
+        """Dispatch the calls of one turn.
+
+        Exact repeats of calls that already failed are not run (the model is told instead). Exact duplicates within
+        the turn of a tool that does not change state run once, and each copy gets that result, with a note.
+        """
         to_run: list[ToolCall] = []
-        repeated: dict[int, ToolResult] = {}
+        fixed: dict[int, ToolResult] = {}
+        first_of: dict[str, int] = {}  # call key -> index in to_run
+        dup_of: dict[int, int] = {}  # index in calls -> index in to_run
         for i, c in enumerate(calls):
-            prev = failed.get(_call_key(c))
+            key = _call_key(c)
+            prev = failed.get(key)
             if prev is not None:
-                repeated[i] = ToolResult(call_id=c.id, name=c.name, ok=False, error_type="RepeatedCallError",
-                                         error=repeated_call_message(c, prev[0], prev[1]))
-            else:
-                to_run.append(c)
+                fixed[i] = ToolResult(call_id=c.id, name=c.name, ok=False, error_type="RepeatedCallError",
+                                      error=repeated_call_message(c, prev[0], prev[1]))
+                continue
+            t = self.tools.find(c.name)
+            if key in first_of and t is not None and not t.mutates_state:
+                dup_of[i] = first_of[key]
+                continue
+            first_of.setdefault(key, len(to_run))
+            dup_of[i] = len(to_run)
+            to_run.append(c)
         ran: list[ToolResult] = []
         if to_run:
             # guarded so that a wall-clock budget or a cancel stops a hanging tool too
             ran = await self._guard(self.tools.dispatch(to_run, approve=self.approve), started)
-        it = iter(ran)
-        return [repeated[i] if i in repeated else next(it) for i in range(len(calls))]
+        out: list[ToolResult] = []
+        used: set[int] = set()
+        for i, c in enumerate(calls):
+            if i in fixed:
+                out.append(fixed[i])
+                continue
+            r = ran[dup_of[i]]
+            if dup_of[i] in used:
+                note = "[same call as an earlier one in this turn: it ran once; its result is repeated here]\n"
+                r = r.model_copy(update={"call_id": c.id, "content": note + r.content if r.ok else r.content,
+                                         "duration_s": 0.0})
+            used.add(dup_of[i])
+            out.append(r)
+        return out
 
     def _check_final(self, answer: str, traj: Trajectory) -> str | None:
         if self.final_check is None:

@@ -90,6 +90,10 @@ class ToolRegistry:
             self.register(t, replace=replace)
         return self
 
+    def find(self, name: str) -> Tool | None:
+        """The tool named ``name``, or None."""
+        return self._tools.get(name)
+
     def get(self, name: str) -> Tool:
         try:
             return self._tools[name]

@@ -285,3 +285,36 @@ def test_step_records_have_timings_and_usage():
 def test_step_finished_event_carries_the_record():
     evs = [e for e in Agent(ScriptedBackend(["done"]), []).stream("?") if isinstance(e, StepFinished)]
     assert evs[0].record.turn.text == "done"
+
+
+def test_duplicate_calls_in_one_turn_run_once_unless_they_change_state():
+    n = {"read": 0, "write": 0}
+
+    @tool
+    def read(q: str) -> str:
+        """Read.
+
+        Args:
+            q: query
+        """
+        n["read"] += 1
+        return f"result for {q}"
+
+    @tool(mutates_state=True)
+    def write(q: str) -> str:
+        """Write.
+
+        Args:
+            q: value
+        """
+        n["write"] += 1
+        return "written"
+
+    calls = [ToolCall(id="a", name="read", arguments={"q": "x"}), ToolCall(id="b", name="read", arguments={"q": "x"}),
+             ToolCall(id="c", name="write", arguments={"q": "y"}), ToolCall(id="d", name="write", arguments={"q": "y"})]
+    r = Agent(ScriptedBackend([AssistantTurn(tool_calls=calls), "done"]), [read, write]).run("?")
+    assert n == {"read": 1, "write": 2}
+    results = r.trajectory.steps[0].tool_results
+    assert [x.call_id for x in results] == ["a", "b", "c", "d"]
+    assert results[0].content == "result for x"
+    assert results[1].content.startswith("[same call as an earlier one in this turn") and "result for x" in results[1].content
