@@ -1,0 +1,386 @@
+"""`KeyeBackend`: Keye-VL-2.0 on this machine (a checkpoint directory, or a named preset with random weights) as a
+:class:`~keye_agent.types.ModelBackend`.
+
+Example::
+
+    backend = KeyeBackend("/models/Keye-VL-2.0", device="cuda")          # a downloaded checkpoint
+    backend = KeyeBackend("tiny", random_weights=True)                     # plumbing checks on the CPU
+    turn = backend.generate([Message.user("Weather in Paris?")], tools=[weather.openai_schema()],
+                            settings=GenerationSettings(tool_choice="required"))
+
+What it does:
+
+- renders the conversation with the checkpoint's chat template (or our Qwen3 renderer), streams text and reasoning
+  deltas, stops at the end of the turn (``<|im_end|>``/eos) or a stop string, and parses ``<tool_call>`` blocks
+  with :func:`~keye_agent.backends.parsing.parse_tool_calls`;
+- with ``constrained=True`` (default) holds tool calls to the offered schemas with xgrammar, exactly as the
+  transformers backend does (:mod:`keye_agent.backends.constrained`), so ``tool_choice`` "required" or a tool name
+  gives a call that validates by construction;
+- prefix reuse: the KV cache (K, V and DSA index keys) of the previous call is kept, truncated to its longest common
+  token prefix with the new prompt, so each planner step prefills only the tokens that are new;
+- concurrent callers (tasks of one event loop, several loops, threads) are served one at a time under a lock, never
+  mixed in the cache; generation runs in a worker thread, so the event loop stays free while the model works;
+- ``count_tokens`` is exact: the real tokenizer over the rendered turns.
+
+Images and videos are refused with a clear error until the vision tower is wired in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from keye_agent.errors import ConfigError, ContextWindowError
+from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
+from keye_agent.model.chat_template import render_qwen3
+from keye_agent.model.sampling import SamplingParams
+from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
+
+from ._hermes import StreamSplitter
+from ._keye_decode import DecodeResult, PrefixCache, decode, seeded_generator
+from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
+from .base import BaseBackend
+from .parsing import parse_tool_calls
+
+__all__ = ["KeyeBackend"]
+
+Post = Callable[[tuple[str, Any]], None]
+
+
+class KeyeBackend(BaseBackend):
+    """Keye-VL-2.0 through ``keye_agent.model``. See the module docstring.
+
+    ``path_or_preset``: a checkpoint directory (config.json + safetensors, tokenizer.json) or a preset name
+    (``keye_agent.model.PRESETS``: "keye-vl-2.0-30b-a3b", "tiny"). ``random_weights``: draw random weights instead of
+    reading them (required for a preset; with a directory, only its config.json and tokenizer are read).
+    ``tokenizer``: a :class:`KeyeTokenizer` or a directory holding tokenizer.json; by default the checkpoint's, then
+    ``$KEYE_TOKENIZER``, then (presets) a stand-in byte-level BPE with the Qwen special tokens, for plumbing only.
+    ``device`` defaults to CUDA when present; ``dtype`` to bf16 on CUDA and float32 on the CPU.
+    ``prefix_reuse``: keep the KV cache of the common prefix between calls (default on). ``context_window``: the
+    most tokens of prompt and answer (default: the model's ``max_position_embeddings``); the cache grows on demand.
+    ``sparse``: force DSA on or off (default: on when the checkpoint has indexer weights).
+    ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
+    """
+
+    def __init__(
+        self,
+        path_or_preset: str | Path | None = None,
+        *,
+        model: KeyeForCausalLM | None = None,
+        tokenizer: KeyeTokenizer | str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        random_weights: bool = False,
+        seed: int = 0,
+        constrained: bool = True,
+        parallel_tool_calls: bool = True,
+        prefix_reuse: bool = True,
+        context_window: int | None = None,
+        sparse: bool | None = None,
+        name: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        found: KeyeTokenizer | None = None
+        if model is None:
+            if path_or_preset is None:
+                raise ConfigError("KeyeBackend needs a checkpoint directory or a preset name (or a built model)",
+                                  hint=f"e.g. KeyeBackend('tiny', random_weights=True); presets: {sorted(PRESETS)}")
+            dev = torch.device(device) if device is not None else _default_device()
+            model, found, label = _load(path_or_preset, dev, dtype or _default_dtype(dev), random_weights, seed)
+        else:
+            label = str(path_or_preset) if path_or_preset is not None else "model"
+        if sparse is not None:
+            try:
+                model.set_sparse(sparse)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        self.model = model
+        self.config: KeyeConfig = model.config
+        self.device = model.model.embed_tokens.weight.device
+        self.tokenizer = _tokenizer(tokenizer, found, self.config.vocab_size, label)
+        self.name = name or f"keye:{label}"
+        self.context_window = int(context_window or self.config.max_position_embeddings)
+        if not 2 <= self.context_window <= self.config.max_position_embeddings:
+            raise ConfigError(f"context_window must be in 2..{self.config.max_position_embeddings} "
+                              f"(the model's max_position_embeddings), got {self.context_window}")
+        self.constrained = constrained
+        self.parallel_tool_calls = parallel_tool_calls
+        self.prefix_reuse = prefix_reuse
+        self.vocab_size = self.config.vocab_size
+        """Width of the logits (the lm_head); ids at or past the tokenizer's vocabulary are never sampled."""
+        self.stop_ids = [i for i in self.tokenizer.stop_token_ids if i < self.vocab_size]
+        self._valid_vocab = min(self.tokenizer.vocab_size, self.vocab_size)
+        self._cache = PrefixCache(model, self.context_window)
+        self._lock = threading.Lock()
+        self._grammar: Any = None
+        self.last_result: DecodeResult | None = None
+        """The last generation's ids, finish reason, reused/prefilled token counts and timings (benchmarks)."""
+
+    @classmethod
+    def from_preset(cls, preset: str, **kw: Any) -> KeyeBackend:
+        """A preset (``keye_agent.model.PRESETS``); pass ``random_weights=True``: presets carry no weights."""
+        return cls(preset, **kw)
+
+    @property
+    def grammar(self) -> Any:
+        """The :class:`~keye_agent.backends.constrained.ToolCallGrammar` of this tokenizer (built on first use)."""
+        if self._grammar is None:
+            self._grammar = tool_call_grammar(self.tokenizer, self.vocab_size, self.stop_ids)
+        return self._grammar
+
+    # ---- prompt ----------------------------------------------------------------------------------------------
+
+    def _chat(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i, m in enumerate(messages):
+            if isinstance(m.content, list) and any(not isinstance(p, TextPart) for p in m.content):
+                raise ConfigError(f"{self.name}: messages[{i}] ({m.role}) holds an image or video; the Keye backend "
+                                  "reads text only for now (the vision tower is not wired in yet)",
+                                  hint="describe the image in text, or use an OpenAI-compatible server running "
+                                       "Keye-VL-2.0 (--model openai:NAME)")
+            d: dict[str, Any] = {"role": m.role, "content": m.text}
+            if m.tool_calls:
+                d["tool_calls"] = [{"id": c.id, "type": "function",
+                                    "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+            if m.role == "tool":
+                d["tool_call_id"] = m.tool_call_id
+                d["name"] = m.name
+            out.append(d)
+        return out
+
+    def render(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None,
+               settings: GenerationSettings | None = None) -> str:
+        """The prompt text the model sees, ending with the assistant header."""
+        thinking = settings.enable_thinking if settings is not None else None
+        try:
+            return self.tokenizer.render(self._chat(messages), list(tools) if tools else None,
+                                         add_generation_prompt=True, enable_thinking=thinking)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{self.name}: cannot render the conversation: {e}") from None
+
+    def _render_part(self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        try:
+            return self.tokenizer.render(chat, tools, add_generation_prompt=False)
+        except ValueError:
+            # A shipped template may refuse a lone message (Qwen3's wants a user query); the format is the same.
+            return render_qwen3(chat, tools, add_generation_prompt=False)
+
+    def count_tokens(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> int:
+        """Tokens of the rendered messages (and tool list) by the model's tokenizer, without the generation prompt.
+
+        Counted piece by piece (the agent counts one message at a time) the sum can differ from the whole prompt
+        by the few tokens where a system message and the tools block share one turn.
+        """
+        tool_list = list(tools) if tools else None
+        if not messages:
+            if not tool_list:
+                return 0
+            probe = [{"role": "user", "content": ""}]
+            return (len(self.tokenizer.encode(self._render_part(probe, tool_list)))
+                    - len(self.tokenizer.encode(self._render_part(probe, None))))
+        return len(self.tokenizer.encode(self._render_part(self._chat(messages), tool_list)))
+
+    # ---- generation ------------------------------------------------------------------------------------------
+
+    async def agenerate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AssistantTurn:
+        turn: AssistantTurn | None = None
+        async for chunk in self.astream(messages, tools, settings):
+            if chunk.kind == "done":
+                turn = chunk.turn
+        assert turn is not None
+        return turn
+
+    async def astream(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AsyncIterator[StreamChunk]:
+        offered = list(tools or []) if settings.tool_choice != "none" else []
+        prompt = self.render(messages, offered or None, settings)
+        prompt_ids = self.tokenizer.encode(prompt)
+        if len(prompt_ids) >= self.context_window:
+            raise ContextWindowError(f"{self.name}: the prompt has {len(prompt_ids)} tokens; the context window is "
+                                     f"{self.context_window}")
+        sampling = _sampling(settings)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def post(item: tuple[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                cancel.set()
+
+        worker = threading.Thread(target=self._work, name="keye-generate", daemon=True,
+                                  args=(prompt, prompt_ids, offered, settings, sampling, post, cancel))
+        worker.start()
+        try:
+            while True:
+                kind, payload = await queue.get()
+                if kind == "error":
+                    raise payload
+                if kind == "done":
+                    yield StreamChunk("done", turn=payload)
+                    return
+                yield StreamChunk(kind, payload)  # type: ignore[arg-type]
+        finally:
+            cancel.set()  # a caller that stops listening (or is cancelled) stops the worker at its next token
+
+    def _work(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]], settings: GenerationSettings,
+              sampling: SamplingParams, post: Post, cancel: threading.Event) -> None:
+        try:
+            with self._lock, torch.inference_mode():
+                if cancel.is_set():
+                    return
+                turn = self._generate(prompt, prompt_ids, offered, settings, sampling, post, cancel)
+            post(("done", turn))
+        except BaseException as e:  # relayed whole (traceback included) to the awaiting caller, which raises it
+            post(("error", e))
+
+    def _generate(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]],
+                  settings: GenerationSettings, sampling: SamplingParams, post: Post,
+                  cancel: threading.Event) -> AssistantTurn:
+        mask = None
+        if self.constrained and offered:
+            mask = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=bool(settings.enable_thinking),
+                                        parallel=self.parallel_tool_calls)
+        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
+        max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
+        result = decode(self._cache, prompt_ids, max_new, sampling, self.stop_ids, valid_vocab=self._valid_vocab,
+                        reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
+                        cancel=cancel, on_token=text.feed)
+        raw = text.finish()
+        self.last_result = result
+        parsed = parse_tool_calls(raw, allow_untagged=bool(offered))
+        finish = "tool_calls" if parsed.tool_calls else result.finish_reason
+        return AssistantTurn(
+            text=parsed.text, reasoning=parsed.reasoning, tool_calls=list(parsed.tool_calls),
+            parse_errors=list(parsed.errors), raw=raw, finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(result.token_ids)),
+        )
+
+    def reset_cache(self) -> None:
+        """Forget the kept prefix (the next call prefills its whole prompt); the cache memory stays allocated."""
+        with self._lock:
+            self._cache.reset()
+
+
+class _TextStream:
+    """Token ids to text deltas: multi-byte characters kept whole, stop strings cut, tool-call text hidden from the
+    stream (it reaches the caller as parsed calls), reasoning and text told apart."""
+
+    def __init__(self, tokenizer: KeyeTokenizer, stops: Sequence[str], post: Post, in_reasoning: bool) -> None:
+        self._detok = tokenizer.decoder()
+        self._stops = [s for s in stops if s]
+        self._post = post
+        self._splitter = StreamSplitter(in_reasoning=in_reasoning)
+        self.text = ""
+        self._stopped = False
+
+    def feed(self, token_id: int) -> bool:
+        """Take one id; False once a stop string has been reached (generation should end)."""
+        return self._add(self._detok.feed(token_id))
+
+    def _add(self, delta: str) -> bool:
+        if not delta:
+            return True
+        start = max(0, len(self.text) - max((len(s) for s in self._stops), default=0))
+        self.text += delta
+        hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
+        if hits:
+            cut = min(hits)
+            delta = delta[: max(0, len(delta) - (len(self.text) - cut))]
+            self.text = self.text[:cut]
+            self._stopped = True
+        for kind, piece in self._splitter.feed(delta):
+            self._post((kind, piece))
+        return not self._stopped
+
+    def finish(self) -> str:
+        """Flush what was held back; the whole raw text."""
+        if not self._stopped:
+            self._add(self._detok.flush())
+        for kind, piece in self._splitter.flush():
+            self._post((kind, piece))
+        return self.text
+
+
+def _sampling(settings: GenerationSettings) -> SamplingParams:
+    try:
+        return SamplingParams(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                              repetition_penalty=settings.repetition_penalty, seed=settings.seed)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"generation settings: {e}") from None
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_weights: bool,
+          seed: int) -> tuple[KeyeForCausalLM, KeyeTokenizer | None, str]:
+    """(model, the checkpoint's tokenizer if any, a label for the name) for a checkpoint directory or a preset."""
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"{path} is not a Keye checkpoint: no config.json in it",
+                                  hint="point at the directory holding config.json and the *.safetensors shards")
+            if random_weights:  # the config and tokenizer of a checkpoint, without reading its weights
+                model = build_model(KeyeConfig.from_file(path), device, dtype, random_weights=True, seed=seed)
+                tok = KeyeTokenizer.from_dir(path) if (path / "tokenizer.json").is_file() else None
+                return model, tok, path.name
+            loaded = load_checkpoint(path, device, dtype)
+            return loaded.model, loaded.tokenizer, path.name
+        name = str(spec)
+        if name not in PRESETS:
+            raise ConfigError(f"{name!r} is neither a checkpoint directory nor a Keye preset",
+                              hint=f"presets: {', '.join(sorted(PRESETS))}; or give the checkpoint's directory")
+        if not random_weights:
+            raise ConfigError(f"preset {name!r} carries no weights",
+                              hint="pass random_weights=True (--random-weights) for plumbing checks, or load a "
+                                   "checkpoint directory for real answers")
+        return build_model(name, device, dtype, random_weights=True, seed=seed), None, name
+    except (ValueError, TypeError) as e:  # the model package raises these, naming the field, tensor and shard
+        raise ConfigError(f"cannot load the Keye model from {spec}: {e}") from None
+
+
+def _tokenizer(given: KeyeTokenizer | str | Path | None, found: KeyeTokenizer | None, vocab_size: int,
+               label: str) -> KeyeTokenizer:
+    try:
+        if isinstance(given, KeyeTokenizer):
+            tok = given
+        elif given is not None:
+            tok = KeyeTokenizer.from_dir(given)
+        elif found is not None:
+            tok = found
+        elif os.environ.get("KEYE_TOKENIZER"):
+            tok = KeyeTokenizer.from_dir(os.environ["KEYE_TOKENIZER"])
+        else:
+            warnings.warn(f"keye:{label} has no tokenizer: using a stand-in byte-level BPE with the Qwen special "
+                          "tokens (plumbing only; set KEYE_TOKENIZER to a directory with the real tokenizer.json)",
+                          stacklevel=3)
+            tok = plumbing_tokenizer(vocab_size)
+    except ValueError as e:
+        raise ConfigError(f"cannot load the tokenizer: {e}") from None
+    if tok.vocab_size > vocab_size:
+        raise ConfigError(f"the tokenizer has {tok.vocab_size} tokens but the model's vocabulary (vocab_size in "
+                          f"config.json) has {vocab_size}; they belong to different models")
+    if not any(i < vocab_size for i in tok.stop_token_ids):
+        raise ConfigError("the tokenizer has no end-of-turn token (<|im_end|>, <|endoftext|> or its eos_token)",
+                          hint="use the tokenizer.json of a Qwen3/Keye checkpoint")
+    return tok
