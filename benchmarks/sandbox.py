@@ -187,7 +187,7 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
 
     def ms(x: float) -> str:
-        return f"{x * 1000:.1f} ms"
+        return f"{x * 1e6:.0f} us" if x < 1e-3 else f"{x * 1000:.1f} ms"
 
     print(f"image {image}; engine {docker_client().version()['Version']}; {os.cpu_count()} CPUs; "
           f"load {os.getloadavg()[0]:.1f}; {platform.platform()}")  # fmt: skip

@@ -40,16 +40,24 @@ class SandboxPool:
         self._cond = threading.Condition()
         self._closed = False
         self.last_error: SandboxError | None = None
-        self._fill()
+        self._failures = 0
+        # One long-lived filler thread: acquire() only pops and notifies, it never pays for a thread start.
+        threading.Thread(target=self._filler, name="keye-sandbox-pool", daemon=True).start()
 
-    def _fill(self) -> None:
-        with self._cond:
-            missing = self.size - len(self._ready) - self._starting
-            if self._closed or missing <= 0:
-                return
-            self._starting += missing
-        for _ in range(missing):
-            threading.Thread(target=self._start_one, name="keye-sandbox-pool", daemon=True).start()
+    def _filler(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and len(self._ready) + self._starting >= self.size:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                if self._failures:
+                    # Back off after failed starts (a missing image, a stopped engine) instead of spinning.
+                    self._cond.wait(min(30.0, 0.5 * 2 ** min(self._failures, 6)))
+                    if self._closed:
+                        return
+                self._starting += 1
+            threading.Thread(target=self._start_one, name="keye-sandbox-start", daemon=True).start()
 
     def _start_one(self) -> None:
         sb = DockerSandbox(self.config)
@@ -59,10 +67,13 @@ class SandboxPool:
             with self._cond:
                 self._starting -= 1
                 self.last_error = e
+                self._failures += 1
                 self._cond.notify_all()
             return
         with self._cond:
             self._starting -= 1
+            self._failures = 0
+            self.last_error = None
             if self._closed:
                 keep = False
             else:
@@ -78,13 +89,13 @@ class SandboxPool:
         with self._cond:
             if self._closed:
                 raise SandboxError("the sandbox pool is closed")
-            while not self._ready and self._starting > 0:
+            while not self._ready and (self._starting > 0 or (self.size > 0 and self._failures == 0)):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise SandboxError(f"no sandbox became ready within {timeout} s")
                 self._cond.wait(left)
             sb = self._ready.popleft() if self._ready else None
-        self._fill()
+            self._cond.notify_all()  # wakes the filler to replace it
         if sb is None:  # pool of size 0, or every start failed: start one here and let its error surface
             sb = DockerSandbox(self.config)
             sb.start()
@@ -122,6 +133,7 @@ class SandboxPool:
         with self._cond:
             self._closed = True
             ready, self._ready = list(self._ready), deque()
+            self._cond.notify_all()
         for sb in ready:
             sb.close()
 
