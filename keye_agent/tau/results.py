@@ -1,5 +1,10 @@
 """Results files in tau2-bench's own format (its ``Results`` model: ``timestamp``, ``info``, ``tasks``,
-``simulations``), written atomically after every finished simulation so that a killed run loses none of them.
+``simulations``).
+
+While a run goes on, each finished simulation is appended (and fsynced) to a checkpoint beside the results file,
+``<results>.ckpt.jsonl``, and the results file itself is rewritten atomically every few seconds and at the end; so a
+killed run loses no finished simulation, and a long run does not rewrite a growing file after every simulation.
+:meth:`Results.load` merges a checkpoint it finds, so `view` and `--resume` see every finished simulation.
 
 Each simulation record carries the whole trajectory (messages with tool calls), the reward breakdown, the
 termination reason, timings (``start_time``, ``end_time``, ``duration``, per-message ``generation_time_seconds``)
@@ -89,8 +94,17 @@ class Results(BaseModel):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Results:
-        path = Path(path)
+    def load(cls, path: str | Path, *, checkpoint: bool = True) -> Results:
+        """Read a results file, and with ``checkpoint`` the simulations of its checkpoint not yet in it."""
+        results = cls._load_file(Path(path))
+        ckpt = checkpoint_path(path)
+        if checkpoint and ckpt.is_file():
+            have = {s.id for s in results.simulations}
+            results.simulations += [s for s in read_checkpoint(ckpt) if s.id not in have]
+        return results
+
+    @classmethod
+    def _load_file(cls, path: Path) -> Results:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
@@ -114,6 +128,38 @@ class Results(BaseModel):
 
     def done_keys(self) -> set[tuple[str, int]]:
         return {(s.task_id, s.trial or 0) for s in self.simulations}
+
+
+def checkpoint_path(results_path: str | Path) -> Path:
+    p = Path(results_path)
+    return p.with_name(p.name + ".ckpt.jsonl")
+
+
+def append_checkpoint(path: Path, sim: SimulationRun) -> None:
+    """Append one simulation as a JSON line and push it to disk before returning."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(sim.to_tau2(), ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_checkpoint(path: Path) -> list[SimulationRun]:
+    """The simulations of a checkpoint. A cut last line (the writer was killed mid-line) is dropped; a bad line
+    anywhere else is an error."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    sims = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            sims.append(SimulationRun.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as e:
+            if i == len(lines):
+                break  # no newline after it: the writer was killed in the middle of this line
+            raise ResultsError(f"{path}:{i}: not a simulation record ({str(e).splitlines()[0]})",
+                               hint="the checkpoint was edited or damaged; delete it to keep only the results "
+                                    "file's simulations") from None
+    return sims
 
 
 def git_commit() -> str:

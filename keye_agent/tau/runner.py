@@ -1,10 +1,11 @@
 """Many simulations at once: tasks x trials, at most ``max_concurrency`` in flight, each evaluated as it ends and
-saved at once (atomically) so that ``resume`` after a crash or a kill loses no finished simulation."""
+checkpointed at once, so that ``resume`` after a crash or a kill loses no finished simulation."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from keye_agent.types import GenerationSettings, ModelBackend
 from .domain import Domain
 from .evaluator import evaluate
 from .orchestrator import Limits, run_simulation
-from .results import Results, ResultsError, SimulationRun, git_commit
+from .results import Results, ResultsError, SimulationRun, append_checkpoint, checkpoint_path, git_commit
 from .schema import Task
 
 BackendFactory = Callable[[Task, int], ModelBackend]
@@ -39,6 +40,8 @@ class RunSettings:
     user_name: str = ""
     save_to: str | Path | None = None
     resume: bool = False
+    save_every_s: float = 10.0
+    """How often the results file is rewritten during a run (every simulation is checkpointed at once anyway)."""
 
 
 def trial_seeds(seed: int | None, num_trials: int) -> list[int | None]:
@@ -65,6 +68,10 @@ def _info(domain: Domain, s: RunSettings) -> dict[str, Any]:
 
 def _open_results(domain: Domain, tasks: list[Task], s: RunSettings) -> Results:
     path = Path(s.save_to) if s.save_to else None
+    if path is not None and not path.exists() and checkpoint_path(path).exists():
+        raise ResultsError(f"{checkpoint_path(path)} exists but {path} does not",
+                           hint="that checkpoint belongs to a run whose results file was removed; delete it too, "
+                                "or choose another --save-to")
     if path is None or not path.exists():
         return Results(info=_info(domain, s), tasks=tasks)
     if not s.resume:
@@ -98,24 +105,32 @@ async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFac
         progress(finished, total, None)
     sem = asyncio.Semaphore(s.max_concurrency)
     lock = asyncio.Lock()
+    ckpt = checkpoint_path(s.save_to) if s.save_to else None
+    if s.save_to:
+        results.save(s.save_to)  # the file exists from the start, with the run's info and tasks
+    last_save = time.monotonic()
 
     async def one(task: Task, trial: int) -> None:
-        nonlocal finished
+        nonlocal finished, last_save
         async with sem:
             sim = await _simulate(domain, task, trial, seeds[trial], agent_factory, user_factory, s)
         async with lock:
             results.simulations.append(sim)
-            if s.save_to:
-                results.save(s.save_to)
+            if ckpt is not None and s.save_to:
+                append_checkpoint(ckpt, sim)
+                if time.monotonic() - last_save >= s.save_every_s:
+                    results.save(s.save_to)
+                    last_save = time.monotonic()
             finished += 1
             if progress:
                 progress(finished, total, sim)
 
     await asyncio.gather(*(one(t, k) for t, k in todo))
-    results.simulations.sort(key=lambda x: ([t.id for t in results.tasks].index(x.task_id)
-                                            if any(t.id == x.task_id for t in results.tasks) else 0, x.trial or 0))
-    if s.save_to:
+    order = {t.id: i for i, t in enumerate(results.tasks)}
+    results.simulations.sort(key=lambda x: (order.get(x.task_id, len(order)), x.trial or 0))
+    if s.save_to and ckpt is not None:
         results.save(s.save_to)
+        ckpt.unlink(missing_ok=True)  # everything it held is in the results file now
     return results
 
 

@@ -107,6 +107,34 @@ def test_corrupt_results_files_give_clear_errors(tmp_path, mock_domain) -> None:
     assert r.exit_code == 2 and "termination_reason" in r.output
 
 
+def test_checkpoint_of_a_killed_run(mock_domain, tmp_path) -> None:
+    """The checkpoint beside a results file: a line cut by a killed writer is dropped, a damaged one is an error,
+    and a finished run leaves no checkpoint behind."""
+    from keye_agent.tau.results import checkpoint_path
+
+    out = tmp_path / "r.json"
+    _oracle(mock_domain, mock_domain.tasks[:3], save_to=out)
+    ckpt = checkpoint_path(out)
+    assert not ckpt.exists()
+    full = Results.load(out)
+    head = Results(info=full.info, tasks=full.tasks)
+    head.save(out)
+    lines = [json.dumps(s.to_tau2()) for s in full.simulations]
+    ckpt.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][:50])
+    assert [s.id for s in Results.load(out).simulations] == [s.id for s in full.simulations[:2]]
+    ckpt.write_text(lines[0] + "\n" + lines[1][:50] + "\n" + lines[2] + "\n")
+    with pytest.raises(ResultsError, match=r"ckpt\.jsonl:2: not a simulation record"):
+        Results.load(out)
+    ckpt.write_text(lines[0] + "\n")
+    resumed = _oracle(mock_domain, mock_domain.tasks[:3], save_to=out, resume=True)
+    assert len(resumed.simulations) == 3 and resumed.simulations[0].id == full.simulations[0].id
+    assert not ckpt.exists()
+    out.unlink()
+    ckpt.write_text(lines[0] + "\n")
+    with pytest.raises(ResultsError, match="does not"):
+        _oracle(mock_domain, mock_domain.tasks[:3], save_to=out)
+
+
 def test_pass_hat_k() -> None:
     assert pass_hat_k(4, 4, 4) == 1.0
     assert pass_hat_k(4, 2, 1) == 0.5
