@@ -44,6 +44,8 @@ class Domain:
     tasks: list[Task]
     splits: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
+    user_guidelines: dict[str, str] = field(default_factory=dict)
+    """Simulation guidelines for the user model, "plain" and "tools" (when it has tools); ours when empty."""
 
     def select(self, *, split: str | None = "base", task_ids: list[str] | None = None,
                num_tasks: int | None = None) -> list[Task]:
@@ -145,7 +147,20 @@ def load_mock(tau2_data: str | Path | None = None, *, task_set: str | None = Non
                            MockUserTools(MockUserDB.model_validate(user_data)))
 
     tasks, splits = _tasks_and_splits(d, "mock", task_set, root)
-    return Domain("mock", policy, make, tasks, splits, source=str(d))
+    return Domain("mock", policy, make, tasks, splits, source=str(d), user_guidelines=tau2_user_guidelines(d))
+
+
+def tau2_user_guidelines(domain_dir: Path) -> dict[str, str]:
+    """tau2-bench's own user-simulation guidelines, when its data folder has them (``user_simulator/`` beside
+    ``domains/``), so tau2 domains are simulated with the words upstream uses."""
+    folder = domain_dir.parent.parent / "user_simulator"
+    out = {}
+    for key, name in (("plain", "simulation_guidelines.md"), ("tools", "simulation_guidelines_tools.md")):
+        f = folder / name
+        if f.is_file():
+            # upstream fills this slot with optional persona guidelines; none are configured here
+            out[key] = f.read_text(encoding="utf-8").replace("<PERSONA_GUIDELINES>", "")
+    return out
 
 
 def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:

@@ -80,6 +80,9 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
         user_tools = None
         if env.user_tools is not None and task.user_tools != []:
             user_tools = env.user_tools.registry(include=task.user_tools)
+        if user_guidelines is None and domain.user_guidelines:
+            user_guidelines = domain.user_guidelines.get("tools" if user_tools is not None and len(user_tools)
+                                                         else "plain")
         user = UserSimulator(user_model, str(task.user_scenario), tools=user_tools, guidelines=user_guidelines,
                              settings=u_settings)
         try:

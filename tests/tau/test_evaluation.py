@@ -109,3 +109,28 @@ def test_user_sees_roles_swapped_and_no_agent_tools(mock_domain) -> None:
     view = user_view(sim.messages)
     assert [m.role for m in view] == ["user", "assistant", "user", "assistant"]
     assert all(not m.tool_calls for m in view)
+
+
+def test_user_prompt_uses_tau2_guidelines_and_the_scenario(mock_domain) -> None:
+    """For a tau2 domain the user model gets upstream's guidelines from the data folder, then the scenario."""
+    seen = []
+
+    def user_turn(messages, tools):
+        seen.append((messages[0].text, tools))
+        return "###STOP###"
+
+    _run(mock_domain, "update_task_with_user_tools", IdleAgent(), user=ScriptedBackend([user_turn]))
+    system, tools = seen[0]
+    assert "User Simulation Guidelines" in system and "<PERSONA_GUIDELINES>" not in system
+    assert "You have some tools" in system  # the tools variant, since this task gives the user tools
+    assert "<scenario>" in system and "check_notifications" in system
+    assert {t["function"]["name"] for t in tools} == {"check_notifications", "dismiss_notification"}
+
+
+def test_timeout_ends_a_simulation(mock_domain) -> None:
+    class Stuck(IdleAgent):
+        async def agenerate(self, messages, tools, settings):
+            await asyncio.sleep(30)
+
+    sim = _run(mock_domain, "update_task_1", Stuck(), limits=Limits(timeout_s=0.3))
+    assert sim.termination_reason == "timeout" and sim.reward == 0.0
