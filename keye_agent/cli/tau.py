@@ -44,7 +44,7 @@ app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a
                   no_args_is_help=True)
 console = Console()
 
-_SCRIPTED = {"oracle", "idle"}
+_MODELS: dict[tuple[str, str | None], ModelBackend] = {}
 
 
 def _fail(e: Exception) -> None:
@@ -60,7 +60,12 @@ def _backend_factory(spec: str, side: str, base_url: str | None):
         if side != "agent":
             raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
         return lambda t, k: IdleAgent(t)
-    model = _resolve(spec, base_url)
+    if spec.startswith("scripted:"):
+        return lambda t, k: _resolve(spec, base_url)  # a script is consumed as it plays: one per simulation
+    key = (spec, base_url)
+    if key not in _MODELS:
+        _MODELS[key] = _resolve(spec, base_url)  # agent and user on the same model share one instance
+    model = _MODELS[key]
     return lambda t, k: model
 
 
