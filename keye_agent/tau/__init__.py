@@ -12,6 +12,7 @@ Example::
                                     RunSettings(num_trials=1, save_to="results.json")))
 """
 
+from .asgi_toolkit import AsgiToolkit
 from .domain import Domain, load_domain, tau2_data_dir
 from .environment import Environment, TauError
 from .evaluator import evaluate, gold_environment
@@ -26,7 +27,7 @@ from .toolkit import Toolkit, env_tool
 from .user import UserSimulator
 
 __all__ = [
-    "Action", "Domain", "Environment", "IdleAgent", "Limits", "OracleAgent", "OracleUser", "Results",
+    "Action", "AsgiToolkit", "Domain", "Environment", "IdleAgent", "Limits", "OracleAgent", "OracleUser", "Results",
     "ResultsError", "RewardType", "RunSettings", "SimulationRun", "Summary", "Task", "TauError", "TauMessage",
     "TauToolCall", "Toolkit", "UserSimulator", "env_tool", "evaluate", "gold_environment", "load_domain",
     "load_tasks", "parse_tasks", "pass_hat_k", "run_simulation", "run_tasks", "summarize", "tau2_data_dir",

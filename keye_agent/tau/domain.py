@@ -6,8 +6,10 @@ A domain folder holds::
     db.json            the agent side's database
     tasks.json         tasks in tau2-bench's schema
     split_tasks.json   optional: {"base": [task ids], ...}
-    user_db.json       optional: the user side's database
-    tools.py           a Toolkit subclass named ``Tools`` (and optionally ``UserTools``) over db.json
+    and its tools, either
+    tools.py + db.json a Toolkit subclass named ``Tools`` (optionally ``UserTools`` over user_db.json)
+    tools.yaml+app.py  a YAML tool registry over an in-process ASGI app (``create_app()``, ``dump_state(app)``,
+                       optionally ``load_state(app, data)``), one app per environment
 
 ``mock`` is tau2-bench's domain with our tools; its files are read from a tau2-bench data folder (``--tau2-data``).
 ``store`` is ours, shipped with the package. Any other name is taken as a path to a domain folder.
@@ -163,25 +165,47 @@ def tau2_user_guidelines(domain_dir: Path) -> dict[str, str]:
     return out
 
 
-def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
-    """A domain folder with a Python toolkit (tools.py defining ``Tools`` and optionally ``UserTools``)."""
-    d = Path(path)
-    for required in ("policy.md", "db.json", "tasks.json", "tools.py"):
-        if not (d / required).is_file():
-            raise ConfigError(f"domain folder {d} has no {required}",
-                              hint="a domain folder holds policy.md, db.json, tasks.json and tools.py")
-    spec = importlib.util.spec_from_file_location(f"keye_tau_domain_{d.name}", d / "tools.py")
+def _import_file(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - any failure to import user code is reported with the file named
-        raise ConfigError(f"cannot import: {type(e).__name__}: {e}", file=str(d / "tools.py")) from e
+        raise ConfigError(f"cannot import: {type(e).__name__}: {e}", file=str(path)) from e
+    return module
+
+
+def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
+    """A domain folder: a Python toolkit over db.json (tools.py defining ``Tools``, optionally ``UserTools``), or
+    a YAML tool registry over an in-process ASGI app (tools.yaml, and app.py defining ``create_app()``,
+    ``dump_state(app)`` and optionally ``load_state(app, data)``)."""
+    d = Path(path)
+    for required in ("policy.md", "tasks.json"):
+        if not (d / required).is_file():
+            raise ConfigError(f"domain folder {d} has no {required}",
+                              hint="a domain folder holds policy.md, tasks.json and tools.py + db.json "
+                                   "(or tools.yaml + app.py)")
+    policy = (d / "policy.md").read_text(encoding="utf-8")
+    tasks, splits = _tasks_and_splits(d, d.name, task_set, None)
+    if (d / "tools.py").is_file():
+        make = _python_toolkit_env(d, policy)
+    elif (d / "tools.yaml").is_file() and (d / "app.py").is_file():
+        make = _asgi_env(d, policy)
+    else:
+        raise ConfigError(f"domain folder {d} has no tools",
+                          hint="add tools.py (a Toolkit named Tools, over db.json) or tools.yaml with app.py")
+    return Domain(d.name, policy, make, tasks, splits, source=str(d))
+
+
+def _python_toolkit_env(d: Path, policy: str) -> EnvFactory:
+    if not (d / "db.json").is_file():
+        raise ConfigError(f"domain folder {d} has tools.py but no db.json")
+    module = _import_file(d / "tools.py", f"keye_tau_domain_{d.name}")
     tools_cls = getattr(module, "Tools", None)
     user_cls = getattr(module, "UserTools", None)
     if not (isinstance(tools_cls, type) and issubclass(tools_cls, Toolkit)):
         raise ConfigError("tools.py must define `Tools`, a subclass of keye_agent.tau.Toolkit", file=str(d / "tools.py"))
-    policy = (d / "policy.md").read_text(encoding="utf-8")
     db_data = _read_json(d / "db.json")
     user_data = _read_json(d / "user_db.json") if (d / "user_db.json").is_file() else None
     db_model = getattr(tools_cls, "db_model", None)
@@ -194,8 +218,25 @@ def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
         user_kit = user_cls(build(user_model, user_data or {})) if user_cls else None
         return Environment(d.name, policy, tools_cls(build(db_model, db_data)), user_kit)
 
-    tasks, splits = _tasks_and_splits(d, d.name, task_set, None)
-    return Domain(d.name, policy, make, tasks, splits, source=str(d))
+    return make
+
+
+def _asgi_env(d: Path, policy: str) -> EnvFactory:
+    from .asgi_toolkit import AsgiToolkit, shared_registry
+
+    module = _import_file(d / "app.py", f"keye_tau_domain_app_{d.name}")
+    for fn in ("create_app", "dump_state"):
+        if not callable(getattr(module, fn, None)):
+            raise ConfigError(f"app.py must define {fn}()", file=str(d / "app.py"),
+                              hint="create_app() -> ASGI app; dump_state(app) -> the state to compare, as JSON data")
+    shared_registry(d / "tools.yaml")  # load (and check) the registry now, not inside the first simulation
+
+    async def make() -> Environment:
+        kit = AsgiToolkit(d / "tools.yaml", module.create_app(), dump=module.dump_state,
+                          load=getattr(module, "load_state", None))
+        return Environment(d.name, policy, kit)
+
+    return make
 
 
 def load_domain(spec: str, *, tau2_data: str | Path | None = None, task_set: str | None = None) -> Domain:

@@ -99,3 +99,71 @@ def test_domain_folder_with_python_toolkit(tmp_path) -> None:
     (tmp_path / "tools.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ConfigError, match="tools.py: cannot import: RuntimeError: boom"):
         load_domain(str(tmp_path))
+
+
+APP_PY = '''
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+def create_app():
+    counters = {"a": 0}
+
+    async def bump(request):
+        name = request.path_params["name"]
+        if name not in counters:
+            return JSONResponse({"error": "unknown_counter", "detail": f"No counter {name}."}, 404)
+        counters[name] += 1
+        return JSONResponse({"name": name, "value": counters[name]})
+
+    app = Starlette(routes=[Route("/counters/{name}/bump", bump, methods=["POST"])])
+    app.state.counters = counters
+    return app
+
+
+def dump_state(app):
+    return dict(app.state.counters)
+'''
+
+TOOLS_YAML = '''
+version: 1
+defaults:
+  base_url: http://counters.sim
+tools:
+  - name: bump
+    kind: http
+    description: Add one to a counter.
+    method: POST
+    path: /counters/{name}/bump
+    mutates_state: true
+    arguments:
+      name: {type: string, description: The counter, in: path}
+'''
+
+
+def test_domain_folder_with_yaml_tools_over_an_asgi_app(tmp_path) -> None:
+    """A user's domain whose tools are a YAML registry over their own in-process ASGI app: one app per
+    environment, its state compared through dump_state; a failed call (unknown counter) is recovered from."""
+    import asyncio
+
+    from keye_agent.tau import IdleAgent, OracleAgent, OracleUser, RunSettings, run_tasks
+
+    (tmp_path / "policy.md").write_text("Counters only go up.")
+    (tmp_path / "app.py").write_text(APP_PY)
+    (tmp_path / "tools.yaml").write_text(TOOLS_YAML)
+    actions = [{"action_id": "x0", "name": "bump", "arguments": {"name": "b"}},
+               {"action_id": "x1", "name": "bump", "arguments": {"name": "a"}}]
+    (tmp_path / "tasks.json").write_text(json.dumps([{
+        "id": "bump_a", "user_scenario": {"instructions": "Increment counter a."},
+        "evaluation_criteria": {"actions": actions}}]))
+    d = load_domain(str(tmp_path))
+    res = asyncio.run(run_tasks(d, d.tasks, lambda t, k: OracleAgent(t), lambda t, k: OracleUser(t),
+                                RunSettings(num_trials=4, max_concurrency=4)))
+    assert [s.reward for s in res.simulations] == [1.0] * 4
+    errors = [m.content for m in res.simulations[0].messages if m.role == "tool" and m.error]
+    assert len(errors) == 1 and "404" in errors[0] and "unknown_counter" in errors[0]
+    ok = [m.content for m in res.simulations[0].messages if m.role == "tool" and not m.error]
+    assert json.loads(ok[0]) == {"name": "a", "value": 1}  # each simulation has its own app
+    res = asyncio.run(run_tasks(d, d.tasks, lambda t, k: IdleAgent(t), lambda t, k: OracleUser(t), RunSettings()))
+    assert res.simulations[0].reward == 0.0

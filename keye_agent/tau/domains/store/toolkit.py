@@ -1,86 +1,28 @@
-"""The store domain's toolkit: the YAML tools of ``tools.yaml`` acting on one in-process store API per toolkit.
-
-Each toolkit owns a fresh :func:`keye_agent.store_api.app.create_app` world and an ``httpx.ASGITransport`` to it.
-The YAML registry is loaded once per process (loading validates every schema, which is slow) with a transport
-that forwards each request to the transport of the toolkit whose tool is running, named in a context variable;
-so concurrent simulations share the tool definitions and never a world.
-"""
+"""The store domain's toolkit: the YAML tools of ``tools.yaml`` acting on one in-process store API per toolkit
+(a fresh :func:`keye_agent.store_api.app.create_app` world), through :class:`~keye_agent.tau.AsgiToolkit`."""
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
-from contextvars import ContextVar
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
-import httpx
-
 from keye_agent.errors import KeyeAgentError
 from keye_agent.store_api.app import create_app
-from keye_agent.tau.toolkit import Toolkit, deep_merge, json_hash
-from keye_agent.tools import Tool, ToolRegistry
-from keye_agent.tools.yaml_registry import load_registry
+from keye_agent.tau.asgi_toolkit import AsgiToolkit
+from keye_agent.tau.toolkit import deep_merge
 
-_CURRENT: ContextVar[httpx.AsyncBaseTransport | None] = ContextVar("keye_store_transport", default=None)
-
-
-class _RouteToCurrent(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target = _CURRENT.get()
-        if target is None:
-            raise KeyeAgentError("a store tool ran outside a store toolkit (no store API instance to send it to)")
-        return await target.handle_async_request(request)
+TOOLS_YAML = resources.files("keye_agent.tau.domains.store").joinpath("tools.yaml")
 
 
-@functools.cache
-def _prototypes() -> ToolRegistry:
-    path = resources.files("keye_agent.tau.domains.store").joinpath("tools.yaml")
-    with resources.as_file(path) as p:
-        return load_registry(p, transport=_RouteToCurrent(), env={})
-
-
-class StoreToolkit(Toolkit):
+class StoreToolkit(AsgiToolkit):
     """Tools over one store API world. ``db`` is the world's :class:`StoreState`; its mutable part (clock, stock,
     orders) is what is hashed and compared."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.app = create_app(now=now)
-        self._transport = httpx.ASGITransport(app=self.app)
-        super().__init__(self.app.state.store)
-
-    # ---- tools: the YAML registry's, bound to this world ---------------------------------------------------
-
-    def tool_names(self) -> list[str]:  # type: ignore[override]
-        return _prototypes().names
-
-    def has_tool(self, name: str) -> bool:
-        return name in _prototypes()
-
-    def tool_kind(self, name: str) -> str:  # type: ignore[override]
-        return "write" if self.mutates(name) else "read"
-
-    def mutates(self, name: str) -> bool:
-        return bool(_prototypes().get(name).mutates_state)
-
-    def _make_tool(self, name: str) -> Tool:
-        proto = _prototypes().get(name)
-
-        async def call(**arguments: Any) -> Any:
-            token = _CURRENT.set(self._transport)
-            try:
-                return await proto.fn(**arguments)
-            finally:
-                _CURRENT.reset(token)
-
-        t = copy.copy(proto)
-        t.fn = call
-        return t
-
-    async def invoke(self, name: str, arguments: dict[str, Any]) -> Any:
-        return await self._make_tool(name).fn(**arguments)
+        super().__init__(str(TOOLS_YAML), create_app(now=now), dump=lambda app: self._canonical(),
+                         state_of=lambda app: app.state.store)
 
     # ---- helpers for initialization actions and env assertions (not tools) ---------------------------------
 
@@ -110,7 +52,7 @@ class StoreToolkit(Toolkit):
     def _raw(self) -> dict[str, Any]:
         return {"now": self.db.now.isoformat(), **self.db.snapshot()}
 
-    def dump_db(self) -> Any:
+    def _canonical(self) -> Any:
         """The world's mutable part in canonical form: orders as a list sorted by content, each order's items by
         sku, order ids left out. So the outcome is compared, not the sequence that produced it: two orders placed
         in the other order (and so numbered the other way round) give the same state."""
@@ -122,9 +64,6 @@ class StoreToolkit(Toolkit):
             orders.append(o)
         orders.sort(key=lambda o: json.dumps(o, sort_keys=True))
         return {"now": raw["now"], "stock": raw["stock"], "orders": orders}
-
-    def db_hash(self) -> str | None:
-        return json_hash(self.dump_db())
 
     def update_db(self, data: dict[str, Any] | None) -> None:
         merged = deep_merge(self._raw(), data or {})
@@ -138,6 +77,3 @@ class StoreToolkit(Toolkit):
         numbers = [int(k.split("-")[-1]) for k in self.db.orders if k.split("-")[-1].isdigit()]
         # the next order id follows the highest existing one; StoreState keeps the counter private
         self.db._next_order = max([1000, *numbers]) + 1
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
