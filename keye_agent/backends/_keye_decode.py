@@ -37,13 +37,15 @@ class PrefixCache:
     """The static KV cache of one sequence (K, V and DSA index keys of every layer) and the ids it holds.
 
     ``prepare(prompt, total)`` keeps the longest common prefix of the held ids and ``prompt`` (``StaticCache.truncate``)
-    and makes room for ``total`` tokens, growing the cache by doubling (copying the kept prefix) up to ``limit``.
+    and makes room for ``total`` tokens: the first allocation holds ``min_capacity`` tokens (or ``total``), later ones
+    double (copying the kept prefix), up to ``limit``.
     Not thread-safe: the backend holds its lock around every use.
     """
 
-    def __init__(self, model: KeyeForCausalLM, limit: int) -> None:
+    def __init__(self, model: KeyeForCausalLM, limit: int, min_capacity: int = _MIN_CAPACITY) -> None:
         self.model = model
         self.limit = limit
+        self.min_capacity = min_capacity
         self.cache: StaticCache | None = None
         self.ids: list[int] = []
         """The token ids whose K/V (and index keys) the cache holds, in order; len(ids) == cache.length."""
@@ -66,7 +68,7 @@ class PrefixCache:
         old = self.cache
         if old is not None and old.max_seq_len >= total:
             return
-        cap = max(_MIN_CAPACITY, total, 2 * old.max_seq_len if old is not None else 0)
+        cap = max(self.min_capacity, total, 2 * old.max_seq_len if old is not None else 0)
         cap = min(cap, self.limit)
         # Free the old buffers before allocating when nothing is kept: two caches of a long context may not fit.
         if keep == 0:
