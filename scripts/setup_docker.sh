@@ -38,19 +38,36 @@ if ! command -v dockerd >/dev/null 2>&1; then
     as_root apt-get install -y -qq --no-install-recommends docker.io >/dev/null
 fi
 
+# A pid file left by a killed engine can name a pid that now belongs to another process; dockerd then believes
+# its containerd is "still running" and times out waiting for it. Drop pid files whose process is not ours.
+clear_stale_pidfile() {
+    local file="$1" name="$2" pid
+    [ -f "$file" ] || return 0
+    pid="$(cat "$file" 2>/dev/null || true)"
+    if [ -z "$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$name" ]; then
+        as_root rm -f "$file"
+    fi
+}
+
 if ! pgrep -x dockerd >/dev/null 2>&1; then
+    clear_stale_pidfile /var/run/docker.pid dockerd
+    clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
     echo "setup_docker: starting dockerd (log: $LOG)"
     as_root mkdir -p "$(dirname "$LOG")"
     # setsid + nohup: the engine must outlive this script and the make target that ran it.
     as_root setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
 fi
 
-for _ in $(seq 1 $((WAIT_S * 10))); do
+deadline=$(( $(date +%s) + WAIT_S ))
+while [ "$(date +%s)" -lt "$deadline" ]; do
     if [ -S "$SOCK" ] && engine_answers; then
         echo "setup_docker: engine ready ($SOCK)"
         exit 0
     fi
-    sleep 0.1
+    if ! pgrep -x dockerd >/dev/null 2>&1; then
+        break  # it exited: waiting longer will not help
+    fi
+    sleep 0.2
 done
 
 echo "setup_docker: dockerd did not answer on $SOCK within ${WAIT_S}s; last lines of $LOG:" >&2
