@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import docker
 import docker.errors
+import requests
 
 from keye_agent.errors import SandboxError
 
@@ -36,3 +39,14 @@ def image_exists(tag: str) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+
+
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Turn a lost connection to the engine (which the SDK raises as a `requests` error) into a `SandboxError`."""
+    try:
+        yield
+    except requests.exceptions.RequestException as e:
+        raise SandboxError(
+            f"{what}: lost the connection to the Docker engine ({type(e).__name__})", hint=ENGINE_HINT
+        ) from e

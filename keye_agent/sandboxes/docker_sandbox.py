@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import requests
 
 from keye_agent.errors import SandboxError
 
 from ._channel import Channel, ChannelClosed
-from ._docker import docker_client
+from ._docker import docker_client, engine_errors
 from .config import SandboxConfig
 from .owner import owner_labels, reap_orphans, remove_container
 from .recipe import default_image
@@ -53,7 +54,7 @@ def _cleanup(container_id: str, channel: Channel | None) -> None:
         channel.close()
     try:
         remove_container(container_id)
-    except docker.errors.DockerException:
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
         pass  # the engine is gone too; the reaper of the next run removes the container
 
 
@@ -95,7 +96,8 @@ class DockerSandbox:
             if self._closed:
                 raise SandboxError("this sandbox was closed; create a new one")
             if self._channel is None:
-                self._start()
+                with engine_errors("cannot start a sandbox"):
+                    self._start()
         return self
 
     def _start(self) -> None:
@@ -132,6 +134,7 @@ class DockerSandbox:
         cid = created["Id"]
         self.container_id = cid
         self._finalizer = weakref.finalize(self, _cleanup, cid, None)
+        channel: Channel | None = None
         try:
             sock = client.api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             # The SDK hands back a SocketIO wrapper; the raw socket gives sendall/recv with timeouts.
@@ -142,7 +145,7 @@ class DockerSandbox:
             client.api.start(cid)
             hello = channel.recv(time.monotonic() + cfg.start_timeout_s)
         except (TimeoutError, ChannelClosed, docker.errors.APIError) as e:
-            why = self._death_note(channel if "channel" in locals() else None)
+            why = self._death_note(channel)
             self._finalizer()
             raise SandboxError(f"sandbox container {self.name} did not start: {e}{why}") from e
         self._channel = channel

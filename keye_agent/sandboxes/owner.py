@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import docker.errors
 
-from ._docker import docker_client
+from ._docker import docker_client, engine_errors
 
 SANDBOX_LABEL = "keye.sandbox"
 L_HOST = "keye.owner.host"
@@ -95,7 +95,8 @@ class SandboxContainer:
 
 def list_sandboxes() -> list[SandboxContainer]:
     """Every container labelled as a keye sandbox, running or not."""
-    rows = docker_client().api.containers(all=True, filters={"label": f"{SANDBOX_LABEL}=1"})
+    with engine_errors("cannot list sandbox containers"):
+        rows = docker_client().api.containers(all=True, filters={"label": f"{SANDBOX_LABEL}=1"})
     return [
         SandboxContainer(
             id=r["Id"],
