@@ -105,3 +105,21 @@ def test_a_lost_sandbox_is_replaced_and_the_model_told(engine: None) -> None:
         assert r.ok and "False" in r.content and "the previous sandbox was lost" in r.content
     finally:
         t.metadata["session"].close()
+
+
+def test_yaml_registry_builtin_run_code(engine: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from keye_agent.tools.yaml_registry import load_registry
+
+    f = tmp_path / "tools.yaml"
+    f.write_text("version: 1\ntools:\n  - {kind: builtin, builtin: run_code, options: {timeout_s: 10, memory: 256m}}\n")
+    reg = load_registry(f)
+    t = reg.get("run_code")
+    try:
+        assert t.metadata["sandbox_config"].memory == 256 * 2**20
+        r = _call(reg, code="print(sum(range(5)))")
+        assert r.ok and "stdout:\n10" in r.content
+    finally:
+        t.metadata["session"].close()
+    f.write_text("version: 1\ntools:\n  - {kind: builtin, builtin: run_code, options: {memroy: 1g}}\n")
+    with pytest.raises(ConfigError, match="unknown sandbox option"):
+        load_registry(f)
