@@ -33,6 +33,7 @@ from .parsing import parse_tool_calls
 
 # names of end-of-turn tokens across common chat formats; those present in the vocabulary stop generation
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+_INVENTED_RESULT = ("<tool_response>", "</tool_response>")
 
 
 def _load(path: Path, device: str, dtype: torch.dtype | None) -> tuple[Any, Any]:
@@ -209,6 +210,9 @@ class TransformersBackend(BaseBackend):
         state = _Decode(self, prompt_ids, settings, decoder)
         splitter = StreamSplitter(in_reasoning=prompt.rstrip().endswith("<think>"))
         text, finish = "", "length"
+        # tool results are written by the framework, never by the model: one that starts writing a
+        # <tool_response> is inventing a result, so its turn ends there
+        stops = [*settings.stop, *(() if self.native_tools else _INVENTED_RESULT)]
         max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
         while len(state.generated) < max_new:
             token = await asyncio.to_thread(state.step)
@@ -219,7 +223,7 @@ class TransformersBackend(BaseBackend):
             if new_text.endswith("\ufffd"):
                 continue  # half of a multi-byte character: wait for the rest
             delta, text = new_text[len(text):], new_text
-            hit = next((s for s in settings.stop if s and s in text), None)
+            hit = next((s for s in stops if s and s in text), None)
             if hit is not None:
                 cut = text.index(hit)
                 delta = delta[: max(0, len(delta) - (len(text) - cut))]

@@ -8,17 +8,21 @@ ramble, and the demo prints whatever it does.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from keye_agent.tools import Tool
+from keye_agent.types import GenerationSettings, Message
 
 from .render import EventPrinter, trace_table
 
-DEMO_TASK = "What is the phone extension of Ana Lima?"
+DEMO_TASK = "Look up Ana Lima in the staff directory and tell me her phone extension."
 DEMO_INSTRUCTIONS = "You answer questions about staff. Look people up in the directory before you answer."
 
 # made up, so that the model cannot know the answer without calling the tool
@@ -31,7 +35,7 @@ DIRECTORY = {
 
 def lookup_person(name: str) -> str:
     """Look a person up in the staff directory."""
-    key = " ".join(name.lower().split())
+    key = " ".join(re.sub(r"[^a-z]+", " ", name.lower()).split())  # "ana_lima", "Ana  Lima" -> "ana lima"
     if key in DIRECTORY:
         return DIRECTORY[key]
     matches = [v for k, v in DIRECTORY.items() if key and (key in k or k in key)]
@@ -54,6 +58,31 @@ def demo_tools() -> list[Tool]:
     )]
 
 
+class FirstStepRequiresCall:
+    """Wraps a backend so that a task's first model call must call a tool (``tool_choice="required"``); later
+    calls use the agent's own choice. With grammar-constrained decoding the first call is then valid by
+    construction; a small model left to choose tends to answer from thin air instead of looking anything up."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.context_window = inner.context_window
+
+    def _settings(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationSettings:
+        if messages and messages[-1].role == "user" and not any(m.role == "tool" for m in messages):
+            return replace(settings, tool_choice="required")
+        return settings
+
+    async def agenerate(self, messages: Sequence[Message], tools: Any, settings: GenerationSettings) -> Any:
+        return await self.inner.agenerate(messages, tools, self._settings(messages, settings))
+
+    def astream(self, messages: Sequence[Message], tools: Any, settings: GenerationSettings) -> Any:
+        return self.inner.astream(messages, tools, self._settings(messages, settings))
+
+    def count_tokens(self, messages: Sequence[Message], tools: Any = None) -> int:
+        return self.inner.count_tokens(messages, tools)
+
+
 def demo(
     model: Annotated[str, typer.Option("--model", "-m", envvar="KEYE_AGENT_MODEL",
                                        help="demo (SmolLM2-135M on the CPU), openai:NAME, or a local model.")] = "demo",
@@ -64,12 +93,11 @@ def demo(
 ) -> None:
     """Run a small lookup task end to end and print the trajectory (works offline with the demo model)."""
     from keye_agent.agent import Agent
-    from keye_agent.types import GenerationSettings
 
     from .main import drive
     from .models import resolve_model
 
-    console = Console()
+    console = Console(highlight=False)
     backend = resolve_model(model, base_url=base_url)
     console.print(f"[bold]model[/] {backend.name}")
     if model == "demo":
@@ -77,7 +105,7 @@ def demo(
                       "xgrammar. A 135M model is for offline smoke runs; answers may be wrong.[/]")
     console.print(f"[bold]task[/] {task}\n")
     # first step: a call is required (the grammar guarantees a valid one); then the model may answer freely
-    agent = Agent(backend, demo_tools(), instructions=DEMO_INSTRUCTIONS, max_steps=max_steps,
+    agent = Agent(FirstStepRequiresCall(backend), demo_tools(), instructions=DEMO_INSTRUCTIONS, max_steps=max_steps,
                   settings=GenerationSettings(max_tokens=96, temperature=0.0))
     result = drive(agent, task, EventPrinter(console, show_steps=True))
     console.print()

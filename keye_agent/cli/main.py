@@ -20,7 +20,16 @@ from rich.console import Console
 from keye_agent.errors import ConfigError, KeyeAgentError
 
 from .render import EventPrinter, tools_table
-from .setup import ModelOptions, ToolOptions, build_model, build_registry, close_tools, generation_settings
+from .setup import (
+    Abandoned,
+    ModelOptions,
+    ToolOptions,
+    build_model,
+    build_registry,
+    close_tools,
+    generation_settings,
+    note_cancelled,
+)
 
 app = typer.Typer(help="keye-agent: tool-calling agents around Keye-VL-2.0, from the terminal.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -94,7 +103,7 @@ def run(
     """Run one task to the end and print what happened."""
     from keye_agent.agent import Agent
 
-    out = Console(stderr=as_json)  # with --json, progress goes to stderr and stdout holds only the JSON
+    out = Console(stderr=as_json, highlight=False)  # with --json, progress goes to stderr and stdout holds only the JSON
     registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search))
     try:
         backend = build_model(_model_options(model, base_url, random_weights, constrained))
@@ -149,6 +158,7 @@ def drive(agent: Any, task: str, printer: EventPrinter | None, history: list[Any
                     result = ev.result
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+        note_cancelled(result)
         return result
 
     return run_sync(go())
@@ -275,6 +285,15 @@ def _print_error(e: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `keye-agent` script."""
+    rc = _main(argv)
+    if Abandoned.work and argv is None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)  # tools were closed in the commands' finally blocks; only the abandoned thread is left
+    return rc
+
+
+def _main(argv: list[str] | None) -> int:
     import click
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -119,3 +119,15 @@ def build_model(opts: ModelOptions) -> ModelBackend:
 
 def generation_settings(max_tokens: int, temperature: float, tool_choice: str, seed: int | None) -> GenerationSettings:
     return GenerationSettings(max_tokens=max_tokens, temperature=temperature, tool_choice=tool_choice, seed=seed)
+
+
+class Abandoned:
+    """Set when a run was cancelled: a sync tool cancelled mid-call keeps running in its worker thread (Python
+    cannot stop a thread), and the interpreter would wait for it at exit; `main` then exits without waiting."""
+
+    work = False
+
+
+def note_cancelled(result: Any) -> None:
+    if result is not None and result.status == "cancelled":
+        Abandoned.work = True
