@@ -12,7 +12,7 @@ from keye_agent.agent import Agent, RunFinished, StepFinished
 from keye_agent.types import GenerationSettings, ModelBackend, RunStatus
 
 from .environment import Environment, TauError, result_message
-from .messages import STOP, TauMessage, TauToolCall, agent_view
+from .messages import STOP, TauMessage, TauToolCall, agent_view, now_iso
 
 AGENT_INSTRUCTIONS = """\
 You are a customer-service agent. Help the user while following the policy below to the letter.
@@ -72,12 +72,12 @@ class AgentSide:
                     if turn.tool_calls:
                         calls = [TauToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in turn.tool_calls]
                         yield TauMessage(role="assistant", content=turn.text or None, tool_calls=calls, usage=usage,
-                                         generation_time_seconds=rec.model_duration_s)
+                                         timestamp=now_iso(), generation_time_seconds=rec.model_duration_s)
                         for call, res in zip(calls, rec.tool_results, strict=True):
                             reply.failed_calls += 0 if res.ok else 1
                             yield result_message(call, res)
                     elif turn.text.strip() and not turn.parse_errors and not rec.errors:
-                        reply.final = TauMessage(role="assistant", content=turn.text, usage=usage,
+                        reply.final = TauMessage(role="assistant", content=turn.text, usage=usage, timestamp=now_iso(),
                                                  generation_time_seconds=rec.model_duration_s)
                         yield reply.final
                 elif isinstance(ev, RunFinished):

@@ -135,7 +135,8 @@ def load_mock(tau2_data: str | Path | None = None, *, task_set: str | None = Non
     root = tau2_data_dir(tau2_data)
     if root is None:
         raise ConfigError("the mock domain needs tau2-bench's data files",
-                          hint=f"pass --tau2-data PATH (a tau2-bench checkout or its data folder) or set {TAU2_DATA_ENV}")
+                          hint="pass --tau2-data PATH (a tau2-bench checkout or its data folder) or set "
+                               f"{TAU2_DATA_ENV}")
     d = _tau2_domain_dir(root, "mock")
     if d is None:
         raise ConfigError(f"no mock domain under {root}", hint="expected data/tau2/domains/mock/tasks.json there")
@@ -205,7 +206,8 @@ def _python_toolkit_env(d: Path, policy: str) -> EnvFactory:
     tools_cls = getattr(module, "Tools", None)
     user_cls = getattr(module, "UserTools", None)
     if not (isinstance(tools_cls, type) and issubclass(tools_cls, Toolkit)):
-        raise ConfigError("tools.py must define `Tools`, a subclass of keye_agent.tau.Toolkit", file=str(d / "tools.py"))
+        raise ConfigError("tools.py must define `Tools`, a subclass of keye_agent.tau.Toolkit",
+                          file=str(d / "tools.py"))
     db_data = _read_json(d / "db.json")
     user_data = _read_json(d / "user_db.json") if (d / "user_db.json").is_file() else None
     db_model = getattr(tools_cls, "db_model", None)

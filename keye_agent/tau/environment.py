@@ -11,7 +11,7 @@ from typing import Any
 from keye_agent.errors import KeyeAgentError
 from keye_agent.types import ToolCall, ToolResult
 
-from .messages import TauMessage, TauToolCall
+from .messages import TauMessage, TauToolCall, now_iso
 from .schema import EnvAssertion, EnvFunctionCall, InitializationData
 from .toolkit import Toolkit
 
@@ -23,7 +23,8 @@ class TauError(KeyeAgentError):
 def result_message(call: TauToolCall, result: ToolResult) -> TauMessage:
     """A tool result as a tau2-style tool message; failures read ``Error: <message>`` with ``error`` set."""
     content = result.content if result.ok else f"Error: {result.error}"
-    return TauMessage(role="tool", id=call.id, content=content, requestor=call.requestor, error=not result.ok)
+    return TauMessage(role="tool", id=call.id, content=content, requestor=call.requestor, error=not result.ok,
+                      timestamp=now_iso())
 
 
 class Environment:

@@ -46,7 +46,8 @@ class TauMessage(BaseModel):
     requestor: Literal["user", "assistant"] | None = None
     error: bool | None = None
     turn_idx: int | None = None
-    timestamp: str | None = Field(default_factory=now_iso)
+    timestamp: str | None = None
+    """When the message was produced (set by whoever produces it; task histories may have none)."""
     cost: float | None = None
     usage: dict[str, Any] | None = None
     raw_data: dict[str, Any] | None = None

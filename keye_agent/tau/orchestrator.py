@@ -68,7 +68,8 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
     start_iso, t0 = now_iso(), time.perf_counter()
     env = await domain.make_environment()
     try:
-        history = [m.model_copy(update={"turn_idx": None}) for m in
+        # history messages get this run's time, as upstream stamps them when a simulation starts
+        history = [m.model_copy(update={"turn_idx": None, "timestamp": m.timestamp or now_iso()}) for m in
                    copy.deepcopy((task.initial_state.message_history if task.initial_state else None) or [])]
         init = task.initial_state
         await env.set_state(init.initialization_data if init else None,
@@ -132,7 +133,7 @@ async def _converse(state: _State, env: Environment, agent: AgentSide, user: Use
     traj = state.trajectory
     nxt = _next_role(traj)
     if nxt == "greet":
-        traj.append(TauMessage(role="assistant", content=GREETING, cost=0.0))
+        traj.append(TauMessage(role="assistant", content=GREETING, cost=0.0, timestamp=now_iso()))
         nxt = "user"
     elif traj and is_user_stop(traj[-1]):
         state.reason = "user_stop"

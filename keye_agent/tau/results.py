@@ -77,7 +77,7 @@ class Results(BaseModel):
         return {
             "timestamp": self.timestamp,
             "info": self.info,
-            "tasks": [t.model_dump(mode="json", exclude_none=True) for t in self.tasks],
+            "tasks": [t.model_dump(mode="json", exclude_unset=True) for t in self.tasks],
             "simulations": [s.to_tau2() for s in self.simulations],
         }
 

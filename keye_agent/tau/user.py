@@ -14,7 +14,7 @@ from typing import Any
 
 from keye_agent.types import GenerationSettings, Message, ModelBackend
 
-from .messages import USER_STOP_TOKENS, TauMessage, TauToolCall, user_view
+from .messages import USER_STOP_TOKENS, TauMessage, TauToolCall, now_iso, user_view
 
 GUIDELINES = """\
 # How to play the customer
@@ -77,5 +77,6 @@ class UserSimulator:
                 calls.append(TauToolCall(id=c.id or f"user_call_{self._n_calls}", name=c.name,
                                          arguments=c.arguments, requestor="user"))
             return TauMessage(role="user", content=turn.text or None, tool_calls=calls, usage=usage,
-                              generation_time_seconds=elapsed)
-        return TauMessage(role="user", content=turn.text, usage=usage, generation_time_seconds=elapsed)
+                              timestamp=now_iso(), generation_time_seconds=elapsed)
+        return TauMessage(role="user", content=turn.text, usage=usage, generation_time_seconds=elapsed,
+                          timestamp=now_iso())

@@ -167,3 +167,15 @@ def test_domain_folder_with_yaml_tools_over_an_asgi_app(tmp_path) -> None:
     assert json.loads(ok[0]) == {"name": "a", "value": 1}  # each simulation has its own app
     res = asyncio.run(run_tasks(d, d.tasks, lambda t, k: IdleAgent(t), lambda t, k: OracleUser(t), RunSettings()))
     assert res.simulations[0].reward == 0.0
+
+
+def test_every_tau2_task_file_loads_and_round_trips(tau2_data) -> None:
+    """All of tau2-bench's task files (airline, retail, mock; current and v0.1.0) validate, and dumping a task
+    and loading it back gives the same task (results files embed tasks this way)."""
+    files = sorted(tau2_data.glob("**/domains/*/tasks.json"))
+    assert len(files) >= 6
+    for f in files:
+        tasks = load_tasks(f)
+        assert tasks, f
+        again = parse_tasks([t.model_dump(mode="json", exclude_unset=True) for t in tasks])
+        assert again == tasks, f
