@@ -91,7 +91,8 @@ def run(
     user_model: Annotated[str, typer.Option("--user-model", help="model spec, or oracle")],
     num_trials: Annotated[int, typer.Option("--num-trials", min=1, help="trials per task (pass^1..pass^k)")] = 1,
     num_tasks: Annotated[int | None, typer.Option("--num-tasks", min=1, help="only the first N tasks")] = None,
-    task_ids: Annotated[list[str] | None, typer.Option("--task-ids", help="task ids (repeat or comma-separate)")] = None,
+    task_ids: Annotated[list[str] | None,
+                        typer.Option("--task-ids", help="task ids (repeat or comma-separate)")] = None,
     task_split: Annotated[str, typer.Option("--task-split", help="split of the task set")] = "base",
     task_set: Annotated[str | None, typer.Option("--task-set", help="e.g. v0.1.0: the paper-release tasks")] = None,
     tau2_data: Annotated[Path | None, typer.Option("--tau2-data", help="a tau2-bench checkout or data folder "
@@ -196,7 +197,7 @@ def view(
         console.print(table)
         return
     sims = [s for s in results.simulations
-            if (sim_id is not None and s.id == sim_id) or (sim_id is None and s.task_id == task_id and s.trial == trial)]
+            if s.id == sim_id or (sim_id is None and s.task_id == task_id and s.trial == trial)]
     if not sims:
         _fail(KeyeAgentError(f"no simulation {'id ' + sim_id if sim_id else f'of task {task_id!r} trial {trial}'} "
                              f"in {path}", hint="run `keye-agent tau view FILE` to list them"))
@@ -236,7 +237,8 @@ def _print_simulation(s) -> None:
             console.print(f"{label}: {what} -> {'met' if ok else '[red]not met[/red]'}")
     db = ri.get("db_check")
     if db:
-        console.print(f"database: {'matches the gold state' if db['db_match'] else '[red]differs from the gold state[/red]'}")
+        verdict = "matches the gold state" if db["db_match"] else "[red]differs from the gold state[/red]"
+        console.print(f"database: {verdict}")
     note = (ri.get("info") or {}).get("note")
     if note:
         console.print(f"note: {note}")
