@@ -109,7 +109,8 @@ def build_model(opts: ModelOptions) -> ModelBackend:
 
     kw: dict[str, Any] = {}
     if opts.constrained is not None:
-        local = opts.spec == "demo" or opts.spec.endswith(".gguf") or Path(opts.spec).is_dir()
+        local = opts.spec == "demo" or opts.spec.startswith("keye:") or opts.spec.endswith(".gguf") \
+            or Path(opts.spec).is_dir()
         if not local:
             raise ConfigError("--constrained/--unconstrained applies to local models only",
                               hint="OpenAI-compatible servers constrain tool calls themselves (if they can)")

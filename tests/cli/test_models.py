@@ -1,0 +1,93 @@
+"""`resolve_model`: every form of model spec reaches the right backend, and bad specs fail with a clear error."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from keye_agent.backends.openai import OpenAIBackend
+from keye_agent.backends.scripted import ScriptedBackend
+from keye_agent.cli.models import resolve_model, scripted_from_file
+from keye_agent.errors import ConfigError
+from keye_agent.types import AssistantTurn, Message, StepRecord, ToolCall, Trajectory
+
+HAS_KEYE = importlib.util.find_spec("keye_agent.backends.keye") is not None
+
+
+def test_openai_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    b = resolve_model("openai:qwen3-8b", base_url="http://127.0.0.1:9/v1", context_window=4096)
+    assert isinstance(b, OpenAIBackend) and b.model == "qwen3-8b"
+    assert b.url == "http://127.0.0.1:9/v1/chat/completions" and b.context_window == 4096
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8/v1")
+    assert resolve_model("openai:m").url == "http://127.0.0.1:8/v1/chat/completions"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="needs a model name"):
+        resolve_model("openai:")
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("", "no model given"),
+    ("gpt-4o", "unknown model 'gpt-4o'"),
+    ("some/dir/that/is/missing", "model path not found"),
+])
+def test_bad_specs(spec: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        resolve_model(spec)
+
+
+def test_not_a_model_file(tmp_path: Path) -> None:
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"\0")
+    with pytest.raises(ConfigError, match="neither a .gguf file nor a checkpoint directory"):
+        resolve_model(str(f))
+    d = tmp_path / "empty"
+    d.mkdir()
+    with pytest.raises(ConfigError, match="no config.json"):
+        resolve_model(str(d))
+
+
+def test_random_weights_only_for_keye() -> None:
+    with pytest.raises(ConfigError, match="Keye models only"):
+        resolve_model("openai:m", random_weights=True)
+
+
+@pytest.mark.skipif(not HAS_KEYE, reason="needs keye_agent.backends.keye")
+@pytest.mark.filterwarnings("ignore:.*has no tokenizer")
+def test_keye_preset_with_random_weights() -> None:
+    b = resolve_model("keye:tiny", random_weights=True)
+    assert type(b).__name__ == "KeyeBackend" and b.name == "keye:tiny"
+    with pytest.raises(ConfigError, match="carries no weights"):
+        resolve_model("keye:tiny")
+
+
+@pytest.mark.skipif(HAS_KEYE, reason="the Keye backend is installed (see the test above)")
+def test_keye_specs_fail_clearly_without_the_keye_backend(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Keye backend is not available"):
+        resolve_model("keye:tiny", random_weights=True)
+    ckpt = tmp_path / "keye"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "keye_vl_2", "architectures": ["KeyeVL2"]}))
+    with pytest.raises(ConfigError, match="Keye backend is not available"):
+        resolve_model(str(ckpt))
+
+
+def test_scripted_replays_turns_and_trajectories(tmp_path: Path) -> None:
+    lines = tmp_path / "turns.jsonl"
+    lines.write_text(json.dumps("raw <tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>") + "\n"
+                     + json.dumps({"text": "done"}) + "\n", encoding="utf-8")
+    b = resolve_model(f"scripted:{lines}")
+    assert isinstance(b, ScriptedBackend) and b.name == "scripted-replay:turns.jsonl"
+    first = b.generate([Message.user("x")])
+    assert [c.name for c in first.tool_calls] == ["f"] and first.text == "raw"
+    assert b.generate([Message.user("x")]).text == "done"
+
+    traj = Trajectory(task="t", model="m", steps=[
+        StepRecord(index=1, turn=AssistantTurn(tool_calls=[ToolCall(id="c", name="g", arguments={"a": 1})])),
+        StepRecord(index=2, turn=AssistantTurn(text="final")),
+    ])
+    saved = traj.save(tmp_path / "traj.jsonl")
+    replay = scripted_from_file(saved)
+    assert replay.generate([Message.user("t")]).tool_calls[0].arguments == {"a": 1}  # type: ignore[attr-defined]
+    assert replay.generate([Message.user("t")]).text == "final"  # type: ignore[attr-defined]
