@@ -20,7 +20,7 @@ from keye_agent.types import GenerationSettings, ModelBackend
 
 from .agent_side import AgentReply, AgentSide, is_agent_stop
 from .domain import Domain
-from .environment import Environment
+from .environment import Environment, TauError
 from .messages import TauMessage, now_iso
 from .results import SimulationRun
 from .schema import Task
@@ -71,6 +71,11 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
         # history messages get this run's time, as upstream stamps them when a simulation starts
         history = [m.model_copy(update={"turn_idx": None, "timestamp": m.timestamp or now_iso()}) for m in
                    copy.deepcopy((task.initial_state.message_history if task.initial_state else None) or [])]
+        nxt = _next_role(history)
+        if nxt == "env" or (nxt == "agent" and history[-1].role == "tool"):
+            # the agent loop starts each reply from a user message, and upstream cannot replay unanswered calls
+            raise TauError(f"task {task.id!r}: its message history must not end with the agent's tool calls or "
+                           "their results", hint="end it with a user or agent text message")
         init = task.initial_state
         await env.set_state(init.initialization_data if init else None,
                             init.initialization_actions if init else None, history)

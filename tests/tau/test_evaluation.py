@@ -134,3 +134,36 @@ def test_timeout_ends_a_simulation(mock_domain) -> None:
 
     sim = _run(mock_domain, "update_task_1", Stuck(), limits=Limits(timeout_s=0.3))
     assert sim.termination_reason == "timeout" and sim.reward == 0.0
+
+
+def _with_history(domain, history):
+    from keye_agent.tau import parse_tasks
+
+    data = domain.task("update_task_1").model_dump(mode="json", exclude_unset=True)
+    data["id"] = "history_variant"
+    data["initial_state"] = {"message_history": history}
+    return parse_tasks([data])[0]
+
+
+def test_history_ending_with_user_message_or_pending_call(mock_domain) -> None:
+    """After a history ending with a user message the agent speaks first; a history ending with the agent's pending
+    tool call is refused with a clear error (upstream cannot replay it either)."""
+    import pytest
+
+    from keye_agent.tau import TauError
+
+    history = [{"role": "user", "content": "Please mark task_1 completed."}]
+    task = _with_history(mock_domain, history)
+
+    async def go(task, agent_script):
+        sim = await run_simulation(task, mock_domain, ScriptedBackend(agent_script), ScriptedBackend(["###STOP###"]))
+        sim.reward_info = await evaluate(sim.messages, sim.termination_reason, task, mock_domain)
+        return sim
+
+    sim = asyncio.run(go(task, [_call("update_task_status", task_id="task_1", status="completed"), "Done."]))
+    assert sim.termination_reason == "user_stop" and sim.reward == 1.0
+    assert [m.role for m in sim.messages[:3]] == ["user", "assistant", "tool"]
+    call = {"id": "h1", "name": "update_task_status", "arguments": {"task_id": "task_1", "status": "completed"}}
+    pending = _with_history(mock_domain, [*history, {"role": "assistant", "tool_calls": [call]}])
+    with pytest.raises(TauError, match="must not end with the agent's tool calls"):
+        asyncio.run(go(pending, ["Done."]))
