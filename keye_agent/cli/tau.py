@@ -156,36 +156,48 @@ def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSet
         return asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=progress))
 
 
-def _print_summary(s: Summary) -> None:
+def _print_summary(*summaries: Summary, sources: list[str] | None = None) -> None:
+    """One row per results file (so per domain): tasks, simulations, average reward, pass^1..pass^k."""
     table = Table(title="TAU2 results")
     table.add_column("domain")
-    table.add_column("tasks", justify="right")
-    table.add_column("simulations", justify="right")
-    table.add_column("avg reward", justify="right")
-    for k in s.pass_hat:
+    if sources:
+        table.add_column("file")
+    for col in ("tasks", "simulations", "avg reward"):
+        table.add_column(col, justify="right")
+    k_max = max((max(s.pass_hat, default=0) for s in summaries), default=0)
+    for k in range(1, k_max + 1):
         table.add_column(f"pass^{k}", justify="right")
-    table.add_row(s.domain, str(s.num_tasks), str(s.num_simulations), f"{s.avg_reward:.3f}",
-                  *(f"{v:.3f}" for v in s.pass_hat.values()))
+    for i, s in enumerate(summaries):
+        row = [s.domain, *([sources[i]] if sources else []), str(s.num_tasks), str(s.num_simulations),
+               f"{s.avg_reward:.3f}"]
+        row += [f"{s.pass_hat[k]:.3f}" if k in s.pass_hat else "-" for k in range(1, k_max + 1)]
+        table.add_row(*row)
     console.print(table)
-    console.print("ended by: " + ", ".join(f"{k} {v}" for k, v in sorted(s.termination.items())))
-    for note in s.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+    for i, s in enumerate(summaries):
+        where = f"{sources[i]}: " if sources else ""
+        console.print(where + "ended by: " + ", ".join(f"{k} {v}" for k, v in sorted(s.termination.items())))
+        for note in s.notes:
+            console.print(f"[yellow]note:[/yellow] {where}{note}")
 
 
 @app.command("view")
 def view(
-    path: Annotated[Path, typer.Argument(help="a results file")],
+    paths: Annotated[list[Path], typer.Argument(help="results files (several: one summary row each)")],
     task_id: Annotated[str | None, typer.Option("--task-id", help="show this task's simulation")] = None,
     trial: Annotated[int, typer.Option("--trial", help="with --task-id: which trial")] = 0,
     sim_id: Annotated[str | None, typer.Option("--sim", help="show the simulation with this id")] = None,
 ) -> None:
-    """Show a results file: its summary and simulations, or one simulation in full."""
+    """Show results files: their summary and simulations, or one simulation in full."""
     try:
-        results = Results.load(path)
+        loaded = [Results.load(p) for p in paths]
     except KeyeAgentError as e:
         _fail(e)
         return
     if task_id is None and sim_id is None:
+        if len(loaded) > 1:
+            _print_summary(*(summarize(r) for r in loaded), sources=[str(p) for p in paths])
+            return
+        results = loaded[0]
         _print_summary(summarize(results))
         table = Table(title="simulations")
         for col in ("task", "trial", "ended by", "reward", "breakdown", "messages", "seconds"):
@@ -196,11 +208,12 @@ def view(
                           " ".join(f"{k}={v:g}" for k, v in bd.items()), str(len(s.messages)), f"{s.duration:.2f}")
         console.print(table)
         return
-    sims = [s for s in results.simulations
+    sims = [s for r in loaded for s in r.simulations
             if s.id == sim_id or (sim_id is None and s.task_id == task_id and s.trial == trial)]
     if not sims:
-        _fail(KeyeAgentError(f"no simulation {'id ' + sim_id if sim_id else f'of task {task_id!r} trial {trial}'} "
-                             f"in {path}", hint="run `keye-agent tau view FILE` to list them"))
+        what = f"id {sim_id}" if sim_id else f"of task {task_id!r} trial {trial}"
+        _fail(KeyeAgentError(f"no simulation {what} in {', '.join(str(p) for p in paths)}",
+                             hint="run `keye-agent tau view FILE` to list them"))
         return
     _print_simulation(sims[0])
 

@@ -169,6 +169,12 @@ def test_cli_run_and_view(tau2_data, tmp_path) -> None:
     assert any(m.get("tool_calls") for m in sim["messages"])
     r = runner.invoke(app, ["view", str(out), "--task-id", "update_task_1", "--trial", "1"])
     assert r.exit_code == 0 and "update_task_status" in r.output and "user_stop" in r.output
+    other = tmp_path / "store.json"
+    r = runner.invoke(app, ["run", "--domain", "store", "--agent-model", "oracle", "--user-model", "oracle",
+                            "--num-tasks", "2", "--save-to", str(other)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["view", str(out), str(other)])
+    assert r.exit_code == 0 and "store" in r.output and "mock" in r.output and "pass^2" in r.output
     r = runner.invoke(app, ["view", str(out), "--task-id", "nope"])
     assert r.exit_code == 2 and "no simulation" in r.output
     r = runner.invoke(app, ["run", "--domain", "mock", "--tau2-data", str(tau2_data), "--agent-model", "oracle",
