@@ -6,7 +6,7 @@ text to the user), streamed so the orchestrator can stop it at a step or error l
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from keye_agent.agent import Agent, RunFinished, StepFinished
 from keye_agent.types import GenerationSettings, ModelBackend, RunStatus
@@ -43,6 +43,8 @@ class AgentReply:
     end_reason: str | None = None
     error: str | None = None
     failed_calls: int = 0
+    blocked: list[str] = field(default_factory=list)
+    """Exact repeats of failed calls that the agent loop refused to run."""
 
 
 class AgentSide:
@@ -70,10 +72,19 @@ class AgentSide:
                     rec, turn = ev.record, ev.record.turn
                     usage = {"prompt_tokens": rec.usage.prompt_tokens, "completion_tokens": rec.usage.completion_tokens}
                     if turn.tool_calls:
-                        calls = [TauToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in turn.tool_calls]
-                        yield TauMessage(role="assistant", content=turn.text or None, tool_calls=calls, usage=usage,
-                                         timestamp=now_iso(), generation_time_seconds=rec.model_duration_s)
-                        for call, res in zip(calls, rec.tool_results, strict=True):
+                        ran = []
+                        for c, res in zip(turn.tool_calls, rec.tool_results, strict=True):
+                            if res.error_type == "RepeatedCallError":
+                                # the loop refused an exact repeat of a failed call without running it: it never
+                                # reached the environment, so it stays out of the trajectory (a replay would run it)
+                                reply.blocked.append(f"{c.name}({c.arguments})")
+                            else:
+                                ran.append((TauToolCall(id=c.id, name=c.name, arguments=c.arguments), res))
+                        if not ran:
+                            continue
+                        yield TauMessage(role="assistant", content=turn.text or None, tool_calls=[c for c, _ in ran],
+                                         usage=usage, timestamp=now_iso(), generation_time_seconds=rec.model_duration_s)
+                        for call, res in ran:
                             reply.failed_calls += 0 if res.ok else 1
                             yield result_message(call, res)
                     elif turn.text.strip() and not turn.parse_errors and not rec.errors:

@@ -10,6 +10,10 @@
 
 The reward is the product over the task's ``reward_basis`` (default [DB, COMMUNICATE]). A simulation that ended
 other than by the user or the agent stopping scores 0.
+
+One known difference from upstream: our tools check arguments against their JSON schema, live and in the replay
+alike, so a call refused for bad arguments changes nothing either time; upstream calls tool functions unchecked,
+so for such a call (say ``status="done"``) its replay may change the database where ours does not.
 """
 
 from __future__ import annotations

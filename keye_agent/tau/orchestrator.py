@@ -188,6 +188,9 @@ async def _converse(state: _State, env: Environment, agent: AgentSide, user: Use
                         state.steps += 1
             finally:
                 await gen.aclose()
+            if reply.blocked:
+                state.errors += len(reply.blocked)  # the model saw them fail, as upstream would count them
+                state.notes.append(f"agent repeated failed calls, refused without running: {reply.blocked}")
             if reply.final is None:
                 state.reason = reply.end_reason or "agent_error"
                 if reply.error:

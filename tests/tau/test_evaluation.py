@@ -167,3 +167,15 @@ def test_history_ending_with_user_message_or_pending_call(mock_domain) -> None:
     pending = _with_history(mock_domain, [*history, {"role": "assistant", "tool_calls": [call]}])
     with pytest.raises(TauError, match="must not end with the agent's tool calls"):
         asyncio.run(go(pending, ["Done."]))
+
+
+def test_refused_repeats_stay_out_of_the_trajectory(mock_domain) -> None:
+    """The agent loop refuses an exact repeat of a failed call without running it; such a call never reached the
+    environment, so the trajectory (which the evaluator replays) leaves it out, and it still counts as an error."""
+    bad = _call("update_task_status", task_id="task_9", status="completed")
+    agent = ScriptedBackend([bad, bad, _call("update_task_status", task_id="task_1", status="completed"), "Done."])
+    sim = _run(mock_domain, "update_task_1", agent)
+    calls = [c.arguments["task_id"] for m in sim.messages for c in m.tool_calls or []]
+    assert calls == ["task_9", "task_1"]
+    assert sim.info["tool_errors"] == 2 and "refused without running" in sim.info["notes"][0]
+    assert sim.reward == 1.0
