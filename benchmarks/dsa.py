@@ -29,11 +29,19 @@ import torch
 import torch.nn.functional as F
 
 from keye_agent.model.kernels.indexer.naive import index_scores_ref
-from keye_agent.model.kernels.indexer.scores import launch_scores
+from keye_agent.model.kernels.indexer.scores import SCORE_CONFIG, launch_scores
 from keye_agent.model.kernels.indexer.streamed import DEFAULT_CHUNK_BYTES, indexer_topk
 from keye_agent.model.kernels.sparse_attention.api import UNION_RATIO, sparse_attention
+from keye_agent.model.kernels.sparse_attention.block_union import (
+    UNION_CONFIG,
+    block_queries,
+    build_union,
+    launch_block_union,
+)
 from keye_agent.model.kernels.sparse_attention.naive import sparse_attention_ref
+from keye_agent.model.kernels.sparse_attention.per_query import PER_QUERY_CONFIG
 from keye_agent.model.kernels.topk.naive import selection_problem
+from keye_agent.model.kernels.topk.radix import TOPK_CONFIG
 
 TEST_FILES = {
     "test_index_scores": "index_scores",
@@ -230,6 +238,68 @@ def decode_rows(S: int, sh: Shapes, clock: Clock, device: str, ok: dict[str, boo
     return row
 
 
+def union_all(idx: torch.Tensor, T: int, sh: Shapes, chunk: int = 8192) -> list:
+    """Block unions of every chunk of queries, as sparse_attention builds them (for timing and the sweep)."""
+    bq = block_queries(sh.hq // sh.hkv)
+    bitmap = torch.empty(chunk // bq * T, dtype=torch.int32, device=idx.device)
+    return [(q0, build_union(idx, q0, min(chunk, T - q0), T, bq, bitmap)) for q0 in range(0, T, chunk)]
+
+
+def sweep(T: int, sh: Shapes, clock: Clock, device: str) -> list[dict]:
+    """Launch settings of each kernel at prefill length T; each variant is checked against the default's output."""
+    dt = torch.bfloat16 if device == "cuda" else torch.float32
+    scale = sh.d**-0.5
+    q = torch.randn(1, T, sh.hq, sh.d, device=device, dtype=dt)
+    kv = torch.randn(1, T, sh.hkv, 2, sh.d, device=device, dtype=dt)
+    k, v = kv[:, :, :, 0], kv[:, :, :, 1]
+    qi = torch.randn(1, T, sh.hi, sh.di, device=device, dtype=dt)
+    w = torch.randn(1, T, sh.hi, device=device, dtype=dt) * sh.hi**-0.5
+    kidx = torch.randn(1, T, sh.di, device=device, dtype=dt)
+    rows = []
+
+    def variants(config: dict, keys: tuple, options: list, run, compare):
+        base = dict(config)
+        ref = run()
+        for opt in options:
+            config.update(dict(zip(keys, opt, strict=True)))
+            try:
+                got = run()
+                same = compare(got, ref)
+                ms = clock.ms(run, 3) if same else None
+                rows.append({"config": dict(config), "ms": ms, "matches_default": same})
+            except Exception as exc:  # noqa: BLE001 (a variant that does not compile is reported, not fatal)
+                rows.append({"config": dict(config), "ERROR": repr(exc)[:200]})
+            print(json.dumps(rows[-1]), flush=True)
+            config.update(base)
+
+    def idx_match(a, b):
+        return float((a == b).float().mean()) > 0.999
+
+    variants(SCORE_CONFIG, ("max_tiles", "num_warps", "num_stages", "block_s"),
+             [(16, 8, 3, 0), (4, 8, 3, 0), (32, 8, 3, 0), (16, 4, 3, 0), (16, 8, 2, 0), (16, 8, 4, 0), (16, 8, 3, 64)],
+             lambda: indexer_topk(qi, w, kidx, 0, sh.topk), idx_match)
+    variants(TOPK_CONFIG, ("block", "num_warps"), [(4096, 8), (2048, 8), (4096, 16), (8192, 16), (2048, 4), (1024, 4)],
+             lambda: indexer_topk(qi, w, kidx, 0, sh.topk), idx_match)
+    sets = causal_sets(T, sh, "shared", device)
+    unions = union_all(sets, T, sh)
+    bq = block_queries(sh.hq // sh.hkv)
+    out = torch.empty_like(q)
+
+    def union_attention():
+        for q0, u in unions:
+            launch_block_union(q, k, v, u, q0, bq, scale, out)
+        return out.clone()
+
+    variants(UNION_CONFIG, ("block_n", "num_warps", "num_stages"),
+             [(64, 8, 2), (64, 8, 3), (32, 4, 2), (32, 8, 3), (128, 8, 2), (64, 4, 2), (32, 4, 3)],
+             union_attention, lambda a, b: rel_rms(a, b) < 1e-2)
+    sets = causal_sets(T, sh, "random", device)
+    variants(PER_QUERY_CONFIG, ("block_n", "num_warps", "num_stages"),
+             [(64, 4, 2), (32, 4, 2), (64, 4, 3), (128, 4, 2), (64, 8, 2), (32, 2, 2), (32, 4, 4)],
+             lambda: sparse_attention(q, k, v, sets, scale, path="per_query"), lambda a, b: rel_rms(a, b) < 1e-2)
+    return rows
+
+
 def dense_prefill_ms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, clock: Clock, reps: int) -> float:
     """Dense causal GQA through torch SDPA, on [B, H, T, D] copies (its native layout, so no copy is timed)."""
     qd, kd, vd = (x.transpose(1, 2).contiguous() for x in (q, k, v))
@@ -294,6 +364,8 @@ def prefill_rows(T: int, sh: Shapes, clock: Clock, device: str, ok: dict[str, bo
             row[f"{pattern}_attention_ms"] = "REFUSED: correctness check failed"
             continue
         row[f"{pattern}_attention_ms"] = clock.ms(lambda s=sets: sparse_attention(q, k, v, s, scale), reps)
+        if pattern == "shared":
+            row["shared_union_build_ms"] = clock.ms(lambda s=sets: union_all(s, T, sh), reps)
         forced = "union" if pattern == "shared" else "per_query"
         row[f"{pattern}_{forced}_ms"] = clock.ms(
             lambda s=sets, p=forced: sparse_attention(q, k, v, s, scale, path=p), reps)
@@ -317,15 +389,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="run tests/model/kernels first (refuse failed kernels)")
     ap.add_argument("--tiny", action="store_true", help="toy sizes, to check the script (CPU interpreter works)")
-    ap.add_argument("--decode", default="32768,131072,262144")
-    ap.add_argument("--prefill", default="32768,65536,131072")
+    ap.add_argument("--decode", default=None, help="cache lengths, comma-separated (default 32768,131072,262144)")
+    ap.add_argument("--prefill", default=None, help="prefill lengths (default 32768,65536,131072)")
     ap.add_argument("--commit", default="unknown")
+    ap.add_argument("--sweep", type=int, default=0, help="prefill length at which to sweep launch settings")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sh = Shapes(hq=8, hkv=2, d=32, hi=4, di=16, topk=32, block=4) if args.tiny else Shapes()
-    if args.tiny:
-        args.decode, args.prefill = "300", "80,150"
+    args.decode = args.decode if args.decode is not None else ("300" if args.tiny else "32768,131072,262144")
+    args.prefill = args.prefill if args.prefill is not None else ("80,150" if args.tiny else "32768,65536,131072")
     clock = Clock(device)
     info = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
@@ -357,6 +430,11 @@ def main() -> None:
         if args.out:
             with open(os.path.join(args.out, "dsa.json"), "w") as f:
                 json.dump(results, f, indent=1)
+    if args.sweep and ok["indexer_topk"] and ok["sparse_attention"]:
+        results["sweep"] = sweep(args.sweep, sh, clock, device)
+        if args.out:
+            with open(os.path.join(args.out, "dsa.json"), "w") as f:
+                json.dump(results, f, indent=1)
     print(f"\n{info['device']}, torch {info['torch']}, triton {info['triton']}, commit {args.commit}; "
           f"copy {info['copy_GBps']:.0f} GB/s, bf16 GEMM {info['bf16_gemm_TFLOPs']:.0f} TFLOP/s; tests {tests}")
     print("\n| decode S | ours graph us | indexer+topk us | attention us | ours eager us | dense graph us | "
@@ -369,6 +447,8 @@ def main() -> None:
         keys = ("ours_graph_us", "indexer_topk_graph_us", "attention_graph_us", "ours_eager_us", "dense_graph_us",
                 "dense_eager_us", "speedup_graph")
         print(f"| {r['S']} | " + " | ".join(fmt(r.get(k, r.get('REFUSED'))) for k in keys) + " |")
+    for r in results.get("sweep", []):
+        print("sweep", r)
     print("\n| prefill T | dense ms | indexer+topk ms (scores only) | pattern | attention ms (auto / forced) | "
           "total ms | speedup | useful GB/s (of copy) |")
     print("|---|---|---|---|---|---|---|---|")

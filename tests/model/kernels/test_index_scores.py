@@ -11,6 +11,8 @@ from keye_agent.model.kernels.indexer.scores import index_scores
 
 # (B, T, H, d, start)
 SHAPES = [(2, 5, 3, 20, 4), (1, 63, 4, 60, 0), (1, 9, 16, 64, 40), (2, 1, 16, 64, 77)]
+# 16-row tiles: few queries of few heads (BLOCK_T * padded H = 16)
+SHAPES += [(2, 3, 3, 20, 200), (1, 2, 4, 16, 40)]
 if ON_GPU:
     SHAPES += [(1, 300, 16, 64, 2900), (2, 1, 16, 64, 70000)]
 

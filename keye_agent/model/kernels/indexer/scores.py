@@ -18,6 +18,9 @@ __all__ = ["index_scores", "launch_scores"]
 
 FP16_MAX = tl.constexpr(65504.0)
 
+SCORE_CONFIG = {"max_tiles": 16, "block_s": 0, "num_warps": 0, "num_stages": 3}
+"""Launch settings (0 = chosen from the shapes); benchmarks/dsa.py --sweep varies them on the GPU."""
+
 
 @triton.jit
 def _index_scores_kernel(
@@ -67,16 +70,17 @@ def _index_scores_kernel(
         o_mask = (t_loc[:, None] < T) & (s_idx[None, :] < s_end)
         tl.store(o_rows + s_idx[None, :], stored, mask=o_mask)
         if HIST:
-            # first radix level of the split top-k: per-row histogram of the high byte of the float16 key
+            # first radix level of the split top-k: each row's histogram of the high byte of its float16 keys
             bits = stored.to(tl.uint16, bitcast=True).to(tl.uint32)
-            key = bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)
-            bins = tl.arange(0, BLOCK_T)[:, None] * 256 + (key >> 8).to(tl.int32)
-            counts = tl.histogram(tl.reshape(bins, (BLOCK_T * BLOCK_S,)), BLOCK_T * 256,
-                                  mask=tl.reshape(o_mask & causal, (BLOCK_T * BLOCK_S,)))
-            slot = tl.arange(0, BLOCK_T * 256)
-            row = t0 + slot // 256
-            tl.atomic_add(hist_ptr + (b * T + row) * sh_row + slot % 256, counts, mask=(counts > 0) & (row < T),
-                          sem="relaxed")
+            digit = ((bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)) >> 8).to(tl.int32)
+            live = o_mask & causal
+            row_of = tl.arange(0, BLOCK_T)[:, None] + tl.zeros((BLOCK_T, BLOCK_S), tl.int32)
+            for r in tl.static_range(BLOCK_T):
+                if t0 + r < T:
+                    counts = tl.histogram(tl.reshape(digit, (BLOCK_T * BLOCK_S,)), 256,
+                                          mask=tl.reshape(live & (row_of == r), (BLOCK_T * BLOCK_S,)))
+                    tl.atomic_add(hist_ptr + (b * T + t0 + r) * sh_row + tl.arange(0, 256), counts, mask=counts > 0,
+                                  sem="relaxed")
     for s0 in range(tl.maximum(visible_end, s_begin), s_end, BLOCK_S):
         s_idx = s0 + tl.arange(0, BLOCK_S)
         tl.store(o_rows + s_idx[None, :], tl.full((BLOCK_T, BLOCK_S), float("-inf"), o_ptr.dtype.element_ty),
@@ -106,10 +110,11 @@ def launch_scores(
     B, _, H, D = q.shape
     S_out = out.shape[2]
     HP, DP, block_t, block_s = _blocks(H, D, n_rows)
+    block_s = SCORE_CONFIG["block_s"] or block_s
     t_blocks, s_tiles = triton.cdiv(n_rows, block_t), triton.cdiv(S_out, block_s)
     # each program walks `tiles` key tiles with its query tile held; keep about 4096 programs or more
     tiles = 1
-    while tiles < 16 and B * t_blocks * triton.cdiv(s_tiles, tiles * 2) >= 4096:
+    while tiles < SCORE_CONFIG["max_tiles"] and B * t_blocks * triton.cdiv(s_tiles, tiles * 2) >= 4096:
         tiles *= 2
     span = tiles * block_s
     grid = (t_blocks, triton.cdiv(S_out, span), B)
@@ -121,7 +126,7 @@ def launch_scores(
         HP=HP, DP=DP, BLOCK_T=block_t, BLOCK_S=block_s,
         OUT_FP16=out.dtype == torch.float16, PRECISION=dot_precision(q.dtype),
         HIST=hist is not None,
-        num_warps=8 if block_t * HP >= 128 else 4,
+        num_warps=SCORE_CONFIG["num_warps"] or (8 if block_t * HP >= 128 else 4), num_stages=SCORE_CONFIG["num_stages"],
     )
 
 

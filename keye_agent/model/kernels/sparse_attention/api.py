@@ -40,8 +40,9 @@ def sparse_attention(
     """Triton sparse GQA attention: q [B,T,Hq,D], k/v [B,S,Hkv,D] (strided views allowed), idx [B,T,K] int32.
 
     Returns [B, T, Hq, D] in q's dtype. ``path`` forces "per_query" or "union" (benchmarks); "auto" takes the
-    split per-query kernel for decode-sized calls, else builds each chunk's block unions and uses them when they
-    are small enough (at most UNION_RATIO x K keys per block on average), the per-query gather otherwise.
+    split per-query kernel for decode-sized calls; otherwise, chunk by chunk, it measures the unions of the chunk's
+    last four blocks and takes the block-union kernel when they average at most UNION_RATIO x K keys, else the
+    per-query gather (one host sync per chunk).
     """
     check_attention_inputs(q, k, v, idx)
     if path not in ("auto", "per_query", "union"):
@@ -63,11 +64,14 @@ def sparse_attention(
     bitmap = torch.empty(B * triton.cdiv(min(chunk, T), bq) * S, dtype=torch.int32, device=q.device)
     for q0 in range(0, T, chunk):
         rows = min(chunk, T - q0)
-        union = build_union(idx, q0, rows, S, bq, bitmap)
+        use_union = path == "union"
         if path == "auto":
-            blocks = union[2].numel()
-            if int(union[2].sum()) > UNION_RATIO * K * blocks:
-                launch_per_query(q[:, q0:q0 + rows], k, v, idx[:, q0:q0 + rows], scale, out[:, q0:q0 + rows])
-                continue
-        launch_block_union(q, k, v, union, q0, bq, scale, out)
+            # probe the unions of the chunk's last 4 blocks (the widest ranges); one host sync per chunk
+            n_probe = min(rows, 4 * bq)
+            probe = build_union(idx, q0 + rows - n_probe, n_probe, S, bq, bitmap)[2]
+            use_union = int(probe.sum()) <= UNION_RATIO * K * probe.numel()
+        if use_union:
+            launch_block_union(q, k, v, build_union(idx, q0, rows, S, bq, bitmap), q0, bq, scale, out)
+        else:
+            launch_per_query(q[:, q0:q0 + rows], k, v, idx[:, q0:q0 + rows], scale, out[:, q0:q0 + rows])
     return out

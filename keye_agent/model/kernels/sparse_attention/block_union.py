@@ -15,7 +15,10 @@ import triton.language as tl
 
 from keye_agent.model.kernels._checks import dot_precision, pow2
 
-__all__ = ["build_union", "launch_block_union", "block_queries"]
+__all__ = ["build_union", "launch_block_union", "block_queries", "UNION_CONFIG"]
+
+UNION_CONFIG = {"block_n": 64, "num_warps": 8, "num_stages": 2}
+"""Launch settings of the attention kernel; benchmarks/dsa.py --sweep varies them on the GPU."""
 
 LOG2E = 1.4426950408889634
 
@@ -156,6 +159,7 @@ def launch_block_union(
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), keys.stride(0), keys.stride(1),
         out.stride(0), out.stride(1), out.stride(2),
-        BQ=bq, GP=GP, DP=DP, BLOCK_N=64 if rows * DP <= 128 * 128 else 32, PRECISION=dot_precision(q.dtype),
-        num_warps=8 if rows >= 128 else 4, num_stages=2,
+        BQ=bq, GP=GP, DP=DP, BLOCK_N=UNION_CONFIG["block_n"] if rows * DP <= 128 * 128 else 32,
+        PRECISION=dot_precision(q.dtype),
+        num_warps=UNION_CONFIG["num_warps"] if rows >= 128 else 4, num_stages=UNION_CONFIG["num_stages"],
     )

@@ -14,7 +14,10 @@ import triton.language as tl
 
 from keye_agent.model.kernels._checks import dot_precision, pow2
 
-__all__ = ["launch_per_query"]
+__all__ = ["launch_per_query", "PER_QUERY_CONFIG"]
+
+PER_QUERY_CONFIG = {"block_n": 64, "num_warps": 4, "num_stages": 2}
+"""Launch settings; benchmarks/dsa.py --sweep varies them on the GPU."""
 
 LOG2E = 1.4426950408889634
 
@@ -107,7 +110,7 @@ def launch_per_query(
     G = Hq // Hkv
     K = idx.shape[2]
     GP, DP = pow2(G, 16), pow2(D, 16)
-    block_n = 64 if DP <= 128 else 32
+    block_n = PER_QUERY_CONFIG["block_n"] if DP <= 128 else 32
     nsplit = pow2(max(1, min(nsplit, triton.cdiv(K, block_n))))
     chunk = triton.cdiv(triton.cdiv(K, nsplit), block_n) * block_n
     if nsplit > 1:
@@ -122,7 +125,7 @@ def launch_per_query(
         v.stride(0), v.stride(1), v.stride(2), idx.stride(0), idx.stride(1),
         out.stride(0), out.stride(1), out.stride(2),
         GP=GP, DP=DP, BLOCK_N=block_n, NSPLIT=nsplit, PRECISION=dot_precision(q.dtype),
-        num_warps=4, num_stages=2,
+        num_warps=PER_QUERY_CONFIG["num_warps"], num_stages=PER_QUERY_CONFIG["num_stages"],
     )
     if nsplit > 1:
         _combine_kernel[(B * T, Hq)](

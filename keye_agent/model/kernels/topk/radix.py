@@ -16,7 +16,10 @@ import triton.language as tl
 
 from keye_agent.model.kernels._checks import pow2
 
-__all__ = ["topk_select", "launch_topk"]
+__all__ = ["topk_select", "launch_topk", "TOPK_CONFIG"]
+
+TOPK_CONFIG = {"block": 4096, "num_warps": 8, "few_rows_warps": 16}
+"""Launch settings; benchmarks/dsa.py --sweep varies them on the GPU."""
 
 
 @triton.jit
@@ -97,12 +100,12 @@ def launch_topk(
     """
     B = scores.shape[0]
     K_out = out.shape[2]
-    block = min(4096, pow2(min(S, 4096), 16))
+    block = min(TOPK_CONFIG["block"], pow2(min(S, TOPK_CONFIG["block"]), 16))
     _topk_kernel[(n_rows, B)](
         scores, out, n_rows, S, start, t_base, topk, K_out,
         scores.stride(0), scores.stride(1), out.stride(0), out.stride(1),
         KEY_BITS=16 if scores.dtype == torch.float16 else 32, BLOCK=block,
-        num_warps=16 if n_rows * B < 256 and block >= 4096 else 8,
+        num_warps=TOPK_CONFIG["few_rows_warps"] if n_rows * B < 256 and block >= 4096 else TOPK_CONFIG["num_warps"],
     )
 
 
