@@ -46,9 +46,9 @@ def fresh_sandbox(engine: None) -> Iterator[DockerSandbox]:
     sb.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """After the whole folder, this process owns no sandbox container."""
+    """After each module of this folder (its sandboxes closed), this process owns no sandbox container."""
     yield
     try:
         left = my_containers()
