@@ -12,22 +12,21 @@ from keye_agent.tau import Limits, Results, RunSettings, run_tasks
 from keye_agent.types import GenerationSettings
 
 
-def test_demo_model_runs_a_store_task_end_to_end(tmp_path) -> None:
+def test_demo_model_runs_a_task_end_to_end(mock_domain, tmp_path) -> None:
     from keye_agent.cli.demo_model import CHECKPOINT_NAME, cache_dir
 
     ckpt = cache_dir() / CHECKPOINT_NAME
     if not (ckpt / "config.json").is_file():
         pytest.skip(f"demo model not cached at {ckpt} (python -m keye_agent.cli.demo_model fetches it)")
     from keye_agent.backends.transformers import TransformersBackend
-    from keye_agent.tau import load_domain
 
     model = TransformersBackend(ckpt)
-    domain = load_domain("store")
+    domain = mock_domain  # the smallest policy and tool set: the fewest tokens for a CPU model to read
     out = tmp_path / "real.json"
-    short = GenerationSettings(max_tokens=24, temperature=0.0)
-    res = asyncio.run(run_tasks(domain, [domain.task("eggs_from_corner_grocer")], lambda t, k: model,
+    short = GenerationSettings(max_tokens=16, temperature=0.0)
+    res = asyncio.run(run_tasks(domain, [domain.task("update_task_1")], lambda t, k: model,
                                 lambda t, k: model,
-                                RunSettings(limits=Limits(max_steps=3, max_steps_per_reply=1), agent_settings=short,
+                                RunSettings(limits=Limits(max_steps=2, max_steps_per_reply=1), agent_settings=short,
                                             user_settings=short, agent_name=model.name, user_name=model.name,
                                             save_to=out)))
     (sim,) = Results.load(out).simulations
