@@ -21,6 +21,8 @@ from .orchestrator import Limits, run_simulation
 from .results import Results, ResultsError, SimulationRun, append_checkpoint, checkpoint_path, git_commit
 from .schema import Task
 
+RERUN_ON_RESUME = ("unexpected_error", "infrastructure_error")
+
 BackendFactory = Callable[[Task, int], ModelBackend]
 """Gives the backend for (task, trial): one shared model, or a fresh scripted one per simulation."""
 ProgressCallback = Callable[[int, int, SimulationRun | None], None]
@@ -86,6 +88,8 @@ def _open_results(domain: Domain, tasks: list[Task], s: RunSettings) -> Results:
                            f"{old.info.get('seed')}; resuming needs the same values")
     known = {t.id for t in old.tasks}
     old.tasks = old.tasks + [t for t in tasks if t.id not in known]
+    # simulations that broke on our side (not the agent's or the user's doing) are run again
+    old.simulations = [x for x in old.simulations if x.termination_reason not in RERUN_ON_RESUME]
     return old
 
 
@@ -106,8 +110,9 @@ async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFac
     sem = asyncio.Semaphore(s.max_concurrency)
     lock = asyncio.Lock()
     ckpt = checkpoint_path(s.save_to) if s.save_to else None
-    if s.save_to:
-        results.save(s.save_to)  # the file exists from the start, with the run's info and tasks
+    if s.save_to and ckpt is not None:
+        results.save(s.save_to)  # the file exists from the start, with the run's info, tasks and kept simulations,
+        ckpt.unlink(missing_ok=True)  # so a checkpoint left by a killed run has nothing more to give
     last_save = time.monotonic()
 
     async def one(task: Task, trial: int) -> None:

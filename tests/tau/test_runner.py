@@ -52,6 +52,24 @@ def test_resume_runs_only_what_is_missing(mock_domain, tmp_path) -> None:
     assert [t.id for t in Results.load(out).tasks] == [t.id for t in tasks]
 
 
+def test_resume_reruns_simulations_that_broke(mock_domain, tmp_path) -> None:
+    """A simulation that raised inside the runner is recorded (unexpected_error, with the traceback) and is run
+    again by --resume."""
+    out = tmp_path / "r.json"
+    task = mock_domain.task("update_task_1")
+
+    def broken(t, k):
+        raise RuntimeError("backend construction failed")
+
+    res = asyncio.run(run_tasks(mock_domain, [task], broken, lambda t, k: OracleUser(t), RunSettings(save_to=out)))
+    (sim,) = res.simulations
+    assert sim.termination_reason == "unexpected_error" and sim.reward == 0.0
+    assert "backend construction failed" in sim.info["error"] and "Traceback" in sim.info["traceback"]
+    again = _oracle(mock_domain, [task], save_to=out, resume=True)
+    assert [s.termination_reason for s in again.simulations] == ["user_stop"]
+    assert again.simulations[0].reward == 1.0
+
+
 def test_resume_after_kill_9(tau2_data, mock_domain, tmp_path) -> None:
     """A real run in a child process is killed with SIGKILL mid-run; the file it leaves is valid, keeps every
     simulation finished before the kill, and --resume completes the rest."""
