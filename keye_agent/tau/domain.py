@@ -246,8 +246,11 @@ def load_domain(spec: str, *, tau2_data: str | Path | None = None, task_set: str
     if spec == "mock":
         return load_mock(tau2_data, task_set=task_set)
     if spec == "store":
-        from .domains.store import load_store
-
+        try:
+            from .domains.store import load_store
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"the store domain needs {e.name!r}, which is not installed",
+                              hint="pip install 'keye-agent[serve]' (the store API runs on starlette)") from None
         return load_store(task_set=task_set)
     p = Path(spec).expanduser()
     if p.is_dir():
