@@ -48,6 +48,8 @@ class Domain:
     source: str = ""
     user_guidelines: dict[str, str] = field(default_factory=dict)
     """Simulation guidelines for the user model, "plain" and "tools" (when it has tools); ours when empty."""
+    tool_kinds: dict[str, str] | None = None
+    """Each tool's kind (read, write, generic), filled on first use by the evaluator."""
 
     def select(self, *, split: str | None = "base", task_ids: list[str] | None = None,
                num_tasks: int | None = None) -> list[Task]:

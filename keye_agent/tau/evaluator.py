@@ -147,20 +147,28 @@ async def _action_checks(messages: list[TauMessage], task: Task, domain: Domain)
         return None  # as upstream: nothing to check, and no list
     calls = [c.model_copy(update={"requestor": m.role}) for m in messages
              if m.role in ("assistant", "user") for c in m.tool_calls or []]
-    kinds: dict[str, str] = {}
-    env = await domain.make_environment()
-    try:
-        for kit in (env.tools, env.user_tools):
-            if kit is not None:
-                kinds.update({n: kit.tool_kind(n) for n in kit.tool_names()})
-    finally:
-        await env.aclose()
+    kinds = await _tool_kinds(domain)
     out = []
     for action in task.gold_actions:
         met = any(action.matches(c) for c in calls)
         out.append({"action": action.model_dump(mode="json"), "action_match": met, "action_reward": float(met),
                     "tool_type": kinds.get(action.name)})
     return out
+
+
+async def _tool_kinds(domain: Domain) -> dict[str, str]:
+    """read / write / generic per tool name, from one environment of the domain (kept on the domain)."""
+    if domain.tool_kinds is None:
+        kinds: dict[str, str] = {}
+        env = await domain.make_environment()
+        try:
+            for kit in (env.tools, env.user_tools):
+                if kit is not None:
+                    kinds.update({n: kit.tool_kind(n) for n in kit.tool_names()})
+        finally:
+            await env.aclose()
+        domain.tool_kinds = kinds
+    return domain.tool_kinds
 
 
 def _communicate_checks(messages: list[TauMessage], infos: list[str]) -> list[dict[str, Any]] | None:
