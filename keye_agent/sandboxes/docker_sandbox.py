@@ -48,8 +48,10 @@ _PY = {"python", "python3", "py"}
 _SHELL = {"bash", "sh", "shell"}
 
 
-def _cleanup(container_id: str, channel: Channel | None) -> None:
+def _cleanup(container_id: str, channel: Channel | None, owner_pid: int) -> None:
     # Runs at close(), at garbage collection and at interpreter exit (weakref.finalize), never twice.
+    if os.getpid() != owner_pid:
+        return  # a forked child exiting must not remove its parent's containers
     if channel is not None:
         channel.close()
     try:
@@ -133,7 +135,7 @@ class DockerSandbox:
             raise SandboxError(f"cannot create the sandbox container: {e.explanation or e}") from e
         cid = created["Id"]
         self.container_id = cid
-        self._finalizer = weakref.finalize(self, _cleanup, cid, None)
+        self._finalizer = weakref.finalize(self, _cleanup, cid, None, os.getpid())
         channel: Channel | None = None
         try:
             sock = client.api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -141,7 +143,7 @@ class DockerSandbox:
             raw = getattr(sock, "_sock", sock)
             channel = Channel(raw)
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, _cleanup, cid, channel)
+            self._finalizer = weakref.finalize(self, _cleanup, cid, channel, os.getpid())
             client.api.start(cid)
             hello = channel.recv(time.monotonic() + cfg.start_timeout_s)
         except (TimeoutError, ChannelClosed, docker.errors.APIError) as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 
@@ -193,3 +194,14 @@ def test_close_removes_container_and_further_calls_fail(engine: None) -> None:
     assert name not in my_containers()
     with pytest.raises(SandboxError, match="closed"):
         sb.run("print(1)")
+
+
+def test_a_forked_child_exiting_leaves_the_parents_sandbox_alone(fresh_sandbox: DockerSandbox) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child runs the exit handlers it inherited (the finalizers among them), then leaves
+        try:
+            atexit._run_exitfuncs()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert fresh_sandbox.run("print('still here')").stdout == "still here\n"
