@@ -70,15 +70,20 @@ def _index_scores_kernel(
         o_mask = (t_loc[:, None] < T) & (s_idx[None, :] < s_end)
         tl.store(o_rows + s_idx[None, :], stored, mask=o_mask)
         if HIST:
-            # first radix level of the split top-k: each row's histogram of the high byte of its float16 keys
-            bits = stored.to(tl.uint16, bitcast=True).to(tl.uint32)
+            # first radix level of the split top-k: each row's histogram of the high byte of its float16 keys.
+            # The tile is re-read as a flat 1-D block: triton 3.6's histogram over-counts inputs whose layout is
+            # replicated across threads, which the reduced product tile can be.
+            tl.debug_barrier()
+            flat = tl.arange(0, BLOCK_T * BLOCK_S)
+            f_row = flat // BLOCK_S
+            f_col = s0 + flat % BLOCK_S
+            f_ok = (t0 + f_row < T) & (f_col < s_end) & (f_col <= start + t_base + t0 + f_row)
+            f_val = tl.load(o_ptr + b * so_b + (t0 + f_row).to(tl.int64) * so_t + f_col, mask=f_ok, other=0.0)
+            bits = f_val.to(tl.uint16, bitcast=True).to(tl.uint32)
             digit = ((bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)) >> 8).to(tl.int32)
-            live = o_mask & causal
-            row_of = tl.arange(0, BLOCK_T)[:, None] + tl.zeros((BLOCK_T, BLOCK_S), tl.int32)
             for r in tl.static_range(BLOCK_T):
                 if t0 + r < T:
-                    counts = tl.histogram(tl.reshape(digit, (BLOCK_T * BLOCK_S,)), 256,
-                                          mask=tl.reshape(live & (row_of == r), (BLOCK_T * BLOCK_S,)))
+                    counts = tl.histogram(digit, 256, mask=f_ok & (f_row == r))
                     tl.atomic_add(hist_ptr + (b * T + t0 + r) * sh_row + tl.arange(0, 256), counts, mask=counts > 0,
                                   sem="relaxed")
     for s0 in range(tl.maximum(visible_end, s_begin), s_end, BLOCK_S):
