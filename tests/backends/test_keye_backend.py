@@ -29,6 +29,16 @@ RESULTS = ["Paris: sunny, 21 degrees.", "Rome: rainy, 17 degrees, wind from the 
            "No more data for this city."]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu_thread():
+    """One torch thread: these tiny shapes gain nothing from more, and on a shared CPU the thread pool's
+    contention made them several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
     return build_tokenizer(tmp_path_factory.mktemp("keye_tok"))
@@ -94,7 +104,7 @@ def test_agent_loop_end_to_end_with_constrained_tool_calls(tiny_model, tok_dir):
     assert reused[0] == 0 and reused[1] > result.trajectory.steps[0].turn.usage.prompt_tokens // 2
 
 
-def run_conversation(backend: KeyeBackend, steps: int, n: int = 12) -> tuple[list[list[int]], list[int]]:
+def run_conversation(backend: KeyeBackend, steps: int, n: int = 8) -> tuple[list[list[int]], list[int]]:
     """A planner conversation: each step the model answers (greedy), then a scripted call and result go back."""
     msgs = conversation()
     tokens, reused = [], []
@@ -114,10 +124,10 @@ def test_prefix_reuse_gives_the_same_tokens_as_cold_runs(tok_dir, topk):
     config = KeyeConfig.from_name("tiny").replace(sa_config={"topk": topk})
     model = build_model(config, device="cpu", dtype=torch.float32, seed=3)
     assert model.sparse
-    warm_tokens, warm_reused = run_conversation(make_backend(model, tok_dir), 4)
-    cold_tokens, cold_reused = run_conversation(make_backend(model, tok_dir, prefix_reuse=False), 4)
+    warm_tokens, warm_reused = run_conversation(make_backend(model, tok_dir, constrained=False), 3)
+    cold_tokens, cold_reused = run_conversation(make_backend(model, tok_dir, constrained=False, prefix_reuse=False), 3)
     assert warm_tokens == cold_tokens
-    assert cold_reused == [0, 0, 0, 0]
+    assert cold_reused == [0, 0, 0]
     assert warm_reused[0] == 0 and all(r > 100 for r in warm_reused[1:])
 
 
@@ -143,7 +153,7 @@ def test_concurrent_callers_are_served_one_at_a_time(tiny_model, tok_dir):
     exactly what it gets alone, and the event loop keeps running while the model works."""
     backend = make_backend(tiny_model, tok_dir)
     convs = [conversation(), [Message.user("Say something about Rome.")], [Message.user("Grüße aus Köln")]]
-    settings = greedy(24)
+    settings = greedy(16)
     alone = [make_backend(tiny_model, tok_dir, prefix_reuse=False).generate(c, [LOOKUP], settings).raw
              for c in convs]
 
