@@ -19,6 +19,10 @@ cpus                   1.0                          CFS quota, in cores
 timeout_s              30 s                         wall-clock limit of one call; the kernel is then restarted
 max_output_bytes       1 MiB                        per stream and call; head and tail are kept past it
 =====================  ===========================  ===========================================================
+
+Files in /tmp and /workspace live in memory and count against ``memory``. On timeout, out-of-memory or a crash
+the Python kernel is restarted (variables lost) but files stay; the container itself is removed by `close()`,
+when its owner process exits or dies (``exit_on_disconnect``), or by the reaper of the next start.
 """
 
 from __future__ import annotations
