@@ -46,8 +46,9 @@ from keye_agent.errors import ConfigError, ModelOutputError
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-# a cap on consecutive whitespace inside the JSON: small models otherwise fill max_tokens with newlines
-MAX_JSON_WHITESPACE = 16
+# at most one whitespace character between JSON tokens: single-line JSON as Qwen3 writes it; pretty-printing and
+# runs of newlines would only spend the token budget (small models otherwise fill max_tokens with them)
+MAX_JSON_WHITESPACE = 1
 
 
 def _function(schema: dict[str, Any]) -> dict[str, Any]:
