@@ -134,7 +134,11 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true", help="dense attention instead of DSA")
     ap.add_argument("--tokenizer", default=None, help="a directory with tokenizer.json (default: the stand-in)")
     ap.add_argument("--json", default=None, help="write all figures to this file")
+    ap.add_argument("--warmup-steps", type=int, default=None, help="steps of the warm-up run (default: --steps)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     ops.set_backend(args.ops)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, None: None}[args.dtype]
@@ -152,10 +156,11 @@ def main() -> None:
           f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}); "
           f"ops {ops.get_backend()}; attention {'DSA' if backend.model.sparse else 'dense'}; "
           f"tokenizer {'stand-in BPE, ' if args.tokenizer is None else ''}{backend.tokenizer.vocab_size} ids; "
-          f"torch {torch.__version__}; commit {commit()}", flush=True)
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; commit {commit()}", flush=True)
 
-    # warm-up (kernels, allocator, grown cache), then an empty cache for the timed passes
-    run_live(backend, 2, args.reply_tokens)
+    # warm-up over the whole conversation (kernels and shapes, DSA past its top-k, the grown cache), then an empty
+    # cache for the timed passes
+    run_live(backend, args.warmup_steps if args.warmup_steps is not None else args.steps, args.reply_tokens)
     backend.reset_cache()
     backend.prefix_reuse = True
     prompts, warm = run_live(backend, args.steps, args.reply_tokens)
