@@ -6,6 +6,7 @@ from .config import SandboxConfig
 from .docker_sandbox import DockerSandbox
 from .owner import reap_orphans
 from .pool import SandboxPool
+from .protocol import Sandbox
 from .recipe import DEFAULT_RECIPE, Recipe, default_image
 from .result import ExecResult
 
@@ -14,6 +15,7 @@ __all__ = [
     "DockerSandbox",
     "ExecResult",
     "Recipe",
+    "Sandbox",
     "SandboxConfig",
     "SandboxPool",
     "build_image",

@@ -93,3 +93,9 @@ def test_tmpfs_size_is_checked() -> None:
     facts = good_facts(cfg)
     facts["fs_size"] = {"/tmp": 2**30, "/workspace": cfg.workspace_size}
     assert "/tmp is 1073741824 bytes" in check_limits(facts, cfg)[0]
+
+
+def test_docker_sandbox_satisfies_the_sandbox_protocol() -> None:
+    from keye_agent.sandboxes import DockerSandbox, Sandbox
+
+    assert isinstance(DockerSandbox(), Sandbox)  # not started: constructing costs nothing
