@@ -344,7 +344,8 @@ def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_wei
                 model = build_model(KeyeConfig.from_file(path), device, dtype, random_weights=True, seed=seed)
                 tok = KeyeTokenizer.from_dir(path) if (path / "tokenizer.json").is_file() else None
                 return model, tok, path.name
-            loaded = load_checkpoint(path, device, dtype)
+            # vision tensors stay on disk until the vision tower is wired in: they would only hold device memory
+            loaded = load_checkpoint(path, device, dtype, load_vision=False)
             return loaded.model, loaded.tokenizer, path.name
         name = str(spec)
         if name not in PRESETS:
