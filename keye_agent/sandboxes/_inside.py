@@ -244,14 +244,13 @@ def kernel_main(req_r, rep_w):
             except BaseException as e:  # noqa: B036 - a cell's failure of any kind is reported, never fatal
                 exit_code = 1
                 error = f"{type(e).__name__}: {e}"
-                frames = traceback.extract_tb(e.__traceback__)
+                te = traceback.TracebackException(type(e), e, e.__traceback__)
                 # Drop the kernel's own frames (this program is "<string>"): the model needs only its code.
-                keep = [f for f in frames if f.filename != "<string>"]
-                text = "Traceback (most recent call last):\n" if keep else ""
-                text += "".join(traceback.format_list(keep)) + "".join(traceback.format_exception_only(type(e), e))
-                if isinstance(e, SyntaxError):
-                    text = "".join(traceback.format_exception_only(type(e), e))
-                sys.stderr.write(text)
+                te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != "<string>"])
+                if isinstance(e, SyntaxError) and e.filename == name:  # the cell itself does not parse
+                    sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
+                else:
+                    sys.stderr.write("".join(te.format()))
             finally:
                 if os.getpid() != me:  # a process the cell forked came back here: it must not serve requests
                     os._exit(exit_code or 0)

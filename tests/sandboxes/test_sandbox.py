@@ -205,3 +205,11 @@ def test_a_forked_child_exiting_leaves_the_parents_sandbox_alone(fresh_sandbox: 
             os._exit(0)
     os.waitpid(pid, 0)
     assert fresh_sandbox.run("print('still here')").stdout == "still here\n"
+
+
+def test_chained_exceptions_keep_their_cause(shared_sandbox: DockerSandbox) -> None:
+    r = shared_sandbox.run("try:\n    {}['k']\nexcept KeyError as e:\n    raise ValueError('bad input') from e")
+    assert r.error == "ValueError: bad input"
+    assert "KeyError: 'k'" in r.stderr and "direct cause" in r.stderr and "<string>" not in r.stderr
+    r = shared_sandbox.run("x = (")
+    assert r.stderr.startswith('  File "<cell-') and "Traceback" not in r.stderr  # no frames of the parser
