@@ -173,7 +173,7 @@ def main() -> None:
     peak = ""
     if args.device.startswith("cuda"):
         peak = f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-    print(f"cache: {backend._cache.cache.max_seq_len} tokens, {backend._cache.cache.nbytes / 2**20:.0f} MiB{peak}")
+    print(f"cache: {backend._caches[0].cache.max_seq_len} tokens, {backend._caches[0].cache.nbytes / 2**20:.0f} MiB{peak}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "build_s": build_s, "params": params,
                                                "reuse": warm, "cold": cold}, indent=1))

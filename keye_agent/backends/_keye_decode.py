@@ -49,6 +49,8 @@ class PrefixCache:
         self.cache: StaticCache | None = None
         self.ids: list[int] = []
         """The token ids whose K/V (and index keys) the cache holds, in order; len(ids) == cache.length."""
+        self.prompt_len = 0
+        """Length of the last prompt prepared (its answer follows it in ``ids``)."""
 
     def prepare(self, prompt: Sequence[int], total: int, reuse: bool = True) -> int:
         """Keep the reusable prefix of ``prompt`` (at most len(prompt) - 1 ids: one must run to give logits),
@@ -62,6 +64,7 @@ class PrefixCache:
         assert self.cache is not None
         self.cache.truncate(keep)
         del self.ids[keep:]
+        self.prompt_len = len(prompt)
         return keep
 
     def _ensure(self, total: int, keep: int) -> None:
@@ -101,6 +104,7 @@ class PrefixCache:
         if self.cache is not None:
             self.cache.reset()
         self.ids.clear()
+        self.prompt_len = 0
 
 
 class TokenMask(Protocol):

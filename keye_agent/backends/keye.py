@@ -44,7 +44,7 @@ from keye_agent.model.sampling import SamplingParams
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
 
 from ._hermes import StreamSplitter
-from ._keye_decode import DecodeResult, PrefixCache, decode, seeded_generator
+from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
 from .base import BaseBackend
 from .parsing import parse_tool_calls
@@ -52,6 +52,9 @@ from .parsing import parse_tool_calls
 __all__ = ["KeyeBackend"]
 
 Post = Callable[[tuple[str, Any]], None]
+# tokens at the end of the previous prompt that the next one may render differently and still continue it (an
+# empty think block pre-filled after the assistant header is not re-rendered in the history)
+_CONTINUATION_SLACK = 16
 
 
 class KeyeBackend(BaseBackend):
@@ -65,7 +68,9 @@ class KeyeBackend(BaseBackend):
     ``device`` defaults to CUDA when present; ``dtype`` to bf16 on CUDA and float32 on the CPU.
     ``prefix_reuse``: keep the KV cache of the common prefix between calls (default on). ``context_window``: the
     most tokens of prompt and answer (default: the model's ``max_position_embeddings``); the cache grows on demand.
-    ``sparse``: force DSA on or off (default: on when the checkpoint has indexer weights).
+    ``sparse``: force DSA on or off (default: on when the checkpoint has indexer weights). ``cache_slots``: how many
+    conversations keep their prefix at once (each slot is a KV cache of its own; 1 suits one agent, more suit
+    several agents sharing the backend, e.g. concurrent TAU2 tasks).
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
     """
 
@@ -84,6 +89,7 @@ class KeyeBackend(BaseBackend):
         prefix_reuse: bool = True,
         context_window: int | None = None,
         sparse: bool | None = None,
+        cache_slots: int = 1,
         name: str | None = None,
         threads: int | None = None,
     ) -> None:
@@ -119,7 +125,11 @@ class KeyeBackend(BaseBackend):
         """Width of the logits (the lm_head); ids at or past the tokenizer's vocabulary are never sampled."""
         self.stop_ids = [i for i in self.tokenizer.stop_token_ids if i < self.vocab_size]
         self._valid_vocab = min(self.tokenizer.vocab_size, self.vocab_size)
-        self._cache = PrefixCache(model, self.context_window)
+        if cache_slots < 1:
+            raise ConfigError(f"cache_slots must be at least 1, got {cache_slots}")
+        self._caches = [PrefixCache(model, self.context_window) for _ in range(cache_slots)]
+        self._last_use = [0] * cache_slots
+        self._calls = 0
         self._lock = threading.Lock()
         self._grammar: Any = None
         self.last_result: DecodeResult | None = None
@@ -256,8 +266,8 @@ class KeyeBackend(BaseBackend):
                                         parallel=self.parallel_tool_calls)
         text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
         max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
-        result = decode(self._cache, prompt_ids, max_new, sampling, self.stop_ids, valid_vocab=self._valid_vocab,
-                        reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
+        result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, sampling, self.stop_ids,
+                        valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
                         cancel=cancel, on_token=text.feed)
         raw = text.finish()
         self.last_result = result
@@ -269,10 +279,25 @@ class KeyeBackend(BaseBackend):
             usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(result.token_ids)),
         )
 
+    def _pick_cache(self, prompt_ids: list[int]) -> PrefixCache:
+        """The slot that continues this conversation (it holds the previous prompt, all but its last few tokens,
+        where a re-rendered assistant header may differ), else the least recently used slot."""
+        self._calls += 1
+        best, best_len = None, -1
+        for i, pc in enumerate(self._caches):
+            n = common_prefix(pc.ids, prompt_ids)
+            if pc.ids and n >= pc.prompt_len - _CONTINUATION_SLACK and n > best_len:
+                best, best_len = i, n
+        if best is None:
+            best = min(range(len(self._caches)), key=self._last_use.__getitem__)
+        self._last_use[best] = self._calls
+        return self._caches[best]
+
     def reset_cache(self) -> None:
-        """Forget the kept prefix (the next call prefills its whole prompt); the cache memory stays allocated."""
+        """Forget the kept prefixes (the next call prefills its whole prompt); the cache memory stays allocated."""
         with self._lock:
-            self._cache.reset()
+            for pc in self._caches:
+                pc.reset()
 
 
 class _TextStream:

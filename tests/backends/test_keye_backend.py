@@ -131,6 +131,29 @@ def test_prefix_reuse_gives_the_same_tokens_as_cold_runs(tok_dir, topk):
     assert warm_reused[0] == 0 and all(r > 100 for r in warm_reused[1:])
 
 
+def test_cache_slots_keep_several_conversations(tiny_model, tok_dir):
+    """Two conversations taking turns on one backend: with two slots each call continues its own conversation's
+    cache (and gives the tokens of a cold run); with one slot they evict each other down to the shared prefix."""
+    def alternate(backend: KeyeBackend) -> tuple[list[list[int]], list[int]]:
+        convs = [conversation(), [Message.system("You are a helpful assistant."), Message.user("Rome?")]]
+        tokens, reused = [], []
+        for i in range(4):
+            msgs = convs[i % 2]
+            turn = backend.generate(msgs, [LOOKUP], greedy(6))
+            tokens.append(list(backend.last_result.token_ids))
+            reused.append(backend.last_result.reused_tokens)
+            call = ToolCall(id=f"call_{i}", name="lookup", arguments={"city": "Paris"})
+            msgs += [Message.assistant(turn.raw, [call]), Message.tool(call.id, "lookup", RESULTS[i % 3])]
+        return tokens, reused
+
+    two_tokens, two_reused = alternate(make_backend(tiny_model, tok_dir, constrained=False, cache_slots=2))
+    one_tokens, one_reused = alternate(make_backend(tiny_model, tok_dir, constrained=False))
+    cold_tokens, _ = alternate(make_backend(tiny_model, tok_dir, constrained=False, prefix_reuse=False))
+    assert two_tokens == cold_tokens == one_tokens
+    # calls 3 and 4 continue calls 1 and 2: their whole earlier prompt is reused with two slots
+    assert two_reused[2] > one_reused[2] and two_reused[3] > one_reused[3]
+
+
 def test_prefix_cache_grows_and_keeps_the_prefix(tiny_model):
     """A cache that starts small doubles and copies the kept prefix (K, V, index keys); tokens match cold runs."""
     rng = torch.Generator().manual_seed(0)
