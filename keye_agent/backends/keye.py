@@ -71,6 +71,8 @@ class KeyeBackend(BaseBackend):
     ``sparse``: force DSA on or off (default: on when the checkpoint has indexer weights). ``cache_slots``: how many
     conversations keep their prefix at once (each slot is a KV cache of its own; 1 suits one agent, more suit
     several agents sharing the backend, e.g. concurrent TAU2 tasks).
+    ``constrained``: hold tool calls to the offered schemas with xgrammar (default on); ``parallel_tool_calls=False``
+    ends a constrained turn after its first call. ``seed``: of the random weights. ``threads``: torch CPU threads.
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
     """
 
