@@ -286,6 +286,28 @@ def test_count_tokens_is_exact(tiny_model, tok_dir):
     assert single == len(backend.tokenizer.encode(f"<|im_start|>user\n{msgs[1].text}<|im_end|>\n"))
 
 
+def test_a_shipped_chat_template_renders_the_prompt(tiny_model, tok_dir, tmp_path):
+    """A checkpoint's own Jinja template drives the prompt; a piece it refuses to render alone (no user query)
+    is still counted, in the Qwen3 format."""
+    import shutil
+
+    root = tmp_path / "tok_with_template"
+    shutil.copytree(tok_dir, root)
+    template = ("{%- if not (messages | selectattr('role', 'equalto', 'user') | list) %}"
+                "{{ raise_exception('No user query found in messages.') }}{%- endif %}"
+                "{%- for m in messages %}<|im_start|>{{ m.role }}\n[T] {{ m.content }}<|im_end|>\n{%- endfor %}"
+                "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}")
+    cfg = json.loads((root / "tokenizer_config.json").read_text())
+    (root / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
+    backend = KeyeBackend("tiny", model=tiny_model, tokenizer=root)
+    assert backend.render(conversation()).startswith("<|im_start|>system\n[T] You are")
+    turn = backend.generate(conversation(), None, greedy(4))
+    assert turn.usage.prompt_tokens == len(backend.tokenizer.encode(backend.render(conversation())))
+    tool_msg = Message.tool("c", "lookup", RESULTS[0])
+    expected = f"<|im_start|>user\n<tool_response>\n{RESULTS[0]}\n</tool_response><|im_end|>\n"
+    assert backend.count_tokens([tool_msg]) == len(backend.tokenizer.encode(expected))
+
+
 def test_checkpoint_directory_runs_the_agent_through_the_cli(tiny_model, tok_dir, tmp_path):
     """A checkpoint in the real layout, loaded by the real loader, gives the tokens of the model it came from; then
     `keye-agent run --model DIR` runs the agent on it with constrained calls and saves the trajectory."""
