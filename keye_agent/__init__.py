@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "ContextPolicy": "keye_agent.agent",
     "GenerationSettings": "keye_agent.types",
     "KeyeAgentError": "keye_agent.errors",
+    "KeyeBackend": "keye_agent.backends.keye",
     "Message": "keye_agent.types",
     "OpenAIBackend": "keye_agent.backends.openai",
     "RunResult": "keye_agent.types",
@@ -69,6 +70,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from keye_agent.agent import Agent, ContextPolicy
+    from keye_agent.backends.keye import KeyeBackend
     from keye_agent.backends.openai import OpenAIBackend
     from keye_agent.backends.parsing import parse_tool_calls
     from keye_agent.backends.scripted import ScriptedBackend

@@ -8,7 +8,7 @@ import sys
 import keye_agent
 
 EXPECTED = [
-    "Agent", "AssistantTurn", "ContextPolicy", "GenerationSettings", "KeyeAgentError", "Message", "OpenAIBackend",
+    "Agent", "AssistantTurn", "ContextPolicy", "GenerationSettings", "KeyeAgentError", "KeyeBackend", "Message", "OpenAIBackend",
     "RunResult", "ScriptedBackend", "Tool", "ToolCall", "ToolOutput", "ToolRegistry", "ToolResult", "Trajectory",
     "Usage", "load_registry", "parse_tool_calls", "tool",
 ]
