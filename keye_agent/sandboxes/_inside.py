@@ -1,6 +1,8 @@
-"""The program that runs inside a sandbox container (PID 1). It is sent as ``python3 -c <this source>``.
+"""The program that runs inside a sandbox container (PID 1): the supervisor.
 
-It is never imported on the host; it only needs the container's Python 3.11 standard library.
+It is never imported on the host. `_inside_facts.py`, `_inside_util.py`, `_inside_kernel.py` and this file are
+joined into one source and sent as ``python3 -c <source>``; they need only the container's Python 3.11 standard
+library.
 
 Two processes live in the container:
 
@@ -22,242 +24,18 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-WORKSPACE = "/workspace"
-PARAMS = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-CAP = int(PARAMS.get("max_output_bytes", 1 << 20))
-MAX_FILES_SCAN = 5000
+try:  # on the host (linters, tests) the parts are sibling modules; in the container they are one source
+    from ._inside_facts import WORKSPACE, _oom_kills, gather_facts
+    from ._inside_kernel import kernel_main
+    from ._inside_util import Capture, changed_files, prepare_home, snapshot
+except ImportError:
+    pass
 
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _status_fields():
-    out = {}
-    for line in (_read("/proc/self/status") or "").splitlines():
-        key, _, value = line.partition(":")
-        out[key] = value.strip()
-    return out
-
-
-def _cgroup(v1, v2):
-    value = _read(v1)
-    return value if value is not None else _read(v2)
-
-
-def _oom_kills():
-    text = _read("/sys/fs/cgroup/memory/memory.oom_control") or _read("/sys/fs/cgroup/memory.events") or ""
-    for line in text.splitlines():
-        if line.startswith("oom_kill "):
-            return int(line.split()[1])
-    return 0
-
-
-def gather_facts():
-    """What this container looks like from inside: user, capabilities, mounts, cgroup limits, network."""
-    st = _status_fields()
-    mounts = {}
-    for line in (_read("/proc/self/mounts") or "").splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[1] in ("/", "/tmp", WORKSPACE):
-            mounts[parts[1]] = {"fstype": parts[2], "options": parts[3]}
-    fs = {}
-    for mp in ("/tmp", WORKSPACE):
-        try:
-            s = os.statvfs(mp)
-            fs[mp] = s.f_blocks * s.f_frsize
-        except OSError:
-            fs[mp] = None
-    try:
-        probe = "/.keye-probe"
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-        root_writable = True
-    except OSError:
-        root_writable = False
-    try:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.connect(("192.0.2.1", 9))  # TEST-NET-1: needs a route, sends nothing
-        s.close()
-        net_route = True
-    except OSError:
-        net_route = False
-    swap = 0
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        if line.startswith("SwapTotal:"):
-            swap = int(line.split()[1]) * 1024
-    cpu_max = _read("/sys/fs/cgroup/cpu.max")
-    return {
-        "uid": os.getuid(),
-        "gid": os.getgid(),
-        "euid": os.geteuid(),
-        "cap_eff": st.get("CapEff"),
-        "cap_prm": st.get("CapPrm"),
-        "cap_bnd": st.get("CapBnd"),
-        "cap_amb": st.get("CapAmb"),
-        "no_new_privs": st.get("NoNewPrivs"),
-        "mounts": mounts,
-        "fs_size": fs,
-        "root_writable": root_writable,
-        "net_ifaces": sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net") else [],
-        "net_route": net_route,
-        "mem_limit": _cgroup("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"),
-        "memsw_limit": _read("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
-        "swap_max_v2": _read("/sys/fs/cgroup/memory.swap.max"),
-        "swap_total": swap,
-        "pids_max": _cgroup("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"),
-        "cpu_quota": _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or (cpu_max.split()[0] if cpu_max else None),
-        "cpu_period": _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us") or (cpu_max.split()[1] if cpu_max else None),
-        "python": sys.version.split()[0],
-    }
-
-
-class Capture:
-    """Keeps the head and the tail of a stream past the cap, and counts what was dropped."""
-
-    def __init__(self, cap):
-        self.head_cap = cap - cap // 4
-        self.tail_cap = cap // 4
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, data):
-        self.total += len(data)
-        room = self.head_cap - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data and self.tail_cap:
-            self.tail += data
-            if len(self.tail) > self.tail_cap:
-                del self.tail[: len(self.tail) - self.tail_cap]
-
-    def result(self):
-        kept = len(self.head) + len(self.tail)
-        if kept >= self.total:
-            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace"), False
-        note = f"\n... [{self.total - kept} bytes of output omitted] ...\n".encode()
-        return (bytes(self.head) + note + bytes(self.tail)).decode("utf-8", "replace"), True
-
-
-def snapshot():
-    """(mtime, size) of every file under /workspace, to report the files a call created or changed."""
-    seen = {}
-    stack = [WORKSPACE]
-    while stack and len(seen) < MAX_FILES_SCAN:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif e.is_file(follow_symlinks=False):
-                    st = e.stat(follow_symlinks=False)
-                    seen[e.path] = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                continue
-    return seen
-
-
-def changed_files(before, after):
-    return sorted(p for p, v in after.items() if before.get(p) != v)
-
-
-def prepare_home():
-    """Copy the font cache made at build time where matplotlib looks, so the first plot skips a font scan."""
-    target = os.environ.get("MPLCONFIGDIR", "/tmp/matplotlib")
-    os.makedirs(target, exist_ok=True)
-    src = "/opt/keye/matplotlib"
-    for name in os.listdir(src) if os.path.isdir(src) else []:
-        try:
-            with open(os.path.join(src, name), "rb") as f, open(os.path.join(target, name), "wb") as g:
-                g.write(f.read())
-        except OSError:
-            pass
-
-
-# ---- the kernel (forked child) ----
-
-
-def kernel_main(req_r, rep_w):
-    """Execute cells forever; one JSON line in, one JSON line out, output on fds 1 and 2."""
-    import ast
-    import linecache
-    import traceback
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")  # under memory pressure the kernel dies, never the supervisor
-    except OSError:
-        pass
-    sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stdin = open(os.devnull)
-    sys.path.insert(0, WORKSPACE)
-    me = os.getpid()
-    user_globals = {"__name__": "__main__", "__builtins__": __builtins__}
-    reqs = os.fdopen(req_r, "rb", buffering=0)
-    rep = os.fdopen(rep_w, "wb", buffering=0)
-    cell = 0
-    line = bytearray()
-    while True:
-        chunk = reqs.read(65536)
-        if not chunk:
-            os._exit(0)
-        line += chunk
-        while b"\n" in line:
-            raw, _, rest = bytes(line).partition(b"\n")
-            line = bytearray(rest)
-            cell += 1
-            code = json.loads(raw)["code"]
-            name = f"<cell-{cell}>"
-            linecache.cache[name] = (len(code), None, code.splitlines(True), name)
-            exit_code, error = 0, None
-            try:
-                tree = ast.parse(code, name)
-                last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-                exec(compile(tree, name, "exec"), user_globals)
-                if last is not None:
-                    value = eval(compile(ast.Expression(last.value), name, "eval"), user_globals)
-                    if value is not None:
-                        user_globals["_"] = value
-                        print(repr(value))
-            except SystemExit as e:
-                exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-                if not isinstance(e.code, int | None):
-                    print(e.code, file=sys.stderr)
-            except BaseException as e:  # noqa: B036 - a cell's failure of any kind is reported, never fatal
-                exit_code = 1
-                error = f"{type(e).__name__}: {e}"
-                te = traceback.TracebackException(type(e), e, e.__traceback__)
-                # Drop the kernel's own frames (this program is "<string>"): the model needs only its code.
-                te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != "<string>"])
-                if isinstance(e, SyntaxError) and e.filename == name:  # the cell itself does not parse
-                    sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
-                else:
-                    sys.stderr.write("".join(te.format()))
-            finally:
-                if os.getpid() != me:  # a process the cell forked came back here: it must not serve requests
-                    os._exit(exit_code or 0)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            rep.write(json.dumps({"exit_code": exit_code, "error": error}).encode() + b"\n")
-
+CAP = 1 << 20  # bytes kept per stream and call; main() takes the configured value from argv
 
 # ---- the supervisor (PID 1) ----
 
@@ -556,4 +334,6 @@ class Supervisor:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        CAP = int(json.loads(sys.argv[1]).get("max_output_bytes", CAP))
     Supervisor().serve()

@@ -42,7 +42,9 @@ from .recipe import default_image
 from .result import ExecResult
 from .verify import check_limits
 
-_INSIDE_SOURCE = (Path(__file__).parent / "_inside.py").read_text()
+# The in-container program: its parts joined into one `python3 -c` source, the supervisor (_inside.py) last.
+_INSIDE_PARTS = ("_inside_facts.py", "_inside_util.py", "_inside_kernel.py", "_inside.py")
+_INSIDE_SOURCE = "\n".join((Path(__file__).parent / name).read_text() for name in _INSIDE_PARTS)
 _counter = itertools.count(1)
 _PY = {"python", "python3", "py"}
 _SHELL = {"bash", "sh", "shell"}
