@@ -4,6 +4,7 @@ budget ends the run. Every failure becomes a corrective message to the model and
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -63,7 +64,10 @@ def _call_key(call: ToolCall) -> str:
     return call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
 
 
+@functools.cache
 def _final_answer_tool() -> Tool:
+    """One shared instance: building a Tool checks its schema, which costs a millisecond per agent otherwise."""
+
     def final_answer(answer: str) -> str:
         return answer
 
