@@ -13,10 +13,13 @@ import triton
 import triton.language as tl
 
 from keye_agent.model.kernels._checks import check_dims, dot_precision, pow2
+from keye_agent.model.kernels.topk.split import LOW_BITS
 
 __all__ = ["index_scores", "launch_scores"]
 
 FP16_MAX = tl.constexpr(65504.0)
+HIST_LOW = tl.constexpr(LOW_BITS)
+HIST_BINS = tl.constexpr(1 << (16 - LOW_BITS))
 
 SCORE_CONFIG = {"max_tiles": 16, "block_s": 0, "num_warps": 0, "num_stages": 3}
 """Launch settings (0 = chosen from the shapes); benchmarks/dsa.py --sweep varies them on the GPU."""
@@ -70,7 +73,7 @@ def _index_scores_kernel(
         o_mask = (t_loc[:, None] < T) & (s_idx[None, :] < s_end)
         tl.store(o_rows + s_idx[None, :], stored, mask=o_mask)
         if HIST:
-            # first radix level of the split top-k: each row's histogram of the high byte of its float16 keys.
+            # first radix level of the split top-k: each row's histogram of the top bits of its float16 keys.
             # The tile is re-read as a flat 1-D block: triton 3.6's histogram over-counts inputs whose layout is
             # replicated across threads, which the reduced product tile can be.
             tl.debug_barrier()
@@ -80,12 +83,12 @@ def _index_scores_kernel(
             f_ok = (t0 + f_row < T) & (f_col < s_end) & (f_col <= start + t_base + t0 + f_row)
             f_val = tl.load(o_ptr + b * so_b + (t0 + f_row).to(tl.int64) * so_t + f_col, mask=f_ok, other=0.0)
             bits = f_val.to(tl.uint16, bitcast=True).to(tl.uint32)
-            digit = ((bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)) >> 8).to(tl.int32)
+            digit = ((bits ^ tl.where((bits >> 15) != 0, 0xFFFF, 0x8000).to(tl.uint32)) >> HIST_LOW).to(tl.int32)
             for r in tl.static_range(BLOCK_T):
                 if t0 + r < T:
-                    counts = tl.histogram(digit, 256, mask=f_ok & (f_row == r))
-                    tl.atomic_add(hist_ptr + (b * T + t0 + r) * sh_row + tl.arange(0, 256), counts, mask=counts > 0,
-                                  sem="relaxed")
+                    counts = tl.histogram(digit, HIST_BINS, mask=f_ok & (f_row == r))
+                    tl.atomic_add(hist_ptr + (b * T + t0 + r) * sh_row + tl.arange(0, HIST_BINS), counts,
+                                  mask=counts > 0, sem="relaxed")
     for s0 in range(tl.maximum(visible_end, s_begin), s_end, BLOCK_S):
         s_idx = s0 + tl.arange(0, BLOCK_S)
         tl.store(o_rows + s_idx[None, :], tl.full((BLOCK_T, BLOCK_S), float("-inf"), o_ptr.dtype.element_ty),
@@ -109,8 +112,8 @@ def launch_scores(
     """Write scores of query rows ``t_base .. t_base + n_rows`` into ``out`` [B, n_rows, S_out] (S_out <= S).
 
     Keys past ``out.shape[2]`` are not computed, so a chunk buffer can stop at its last query's causal bound.
-    With ``hist`` (zeroed int32 [B * n_rows, >= 256], float16 ``out`` only) each row's histogram of the high byte of
-    its float16 keys is added into it, the first level of the split top-k (topk/split.py).
+    With ``hist`` (zeroed int32 [B * n_rows, >= 2**(16 - LOW_BITS)], float16 ``out`` only) each row's histogram of
+    the top bits of its float16 keys is added into it, the first level of the split top-k (topk/split.py).
     """
     B, _, H, D = q.shape
     S_out = out.shape[2]

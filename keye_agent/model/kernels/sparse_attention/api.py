@@ -15,6 +15,8 @@ UNION_RATIO = 4
 """Use the block-union kernel when a block's union averages at most this many times K keys."""
 DECODE_ROWS = 64
 """At most this many queries (B x T) take the split decode path and never build unions."""
+DECODE_BLOCK_N = 32
+"""Keys per split on the decode path: 2048 keys x 4 KV heads become 256 programs, enough loads in flight."""
 CHUNK_BITMAP_BYTES = 256 << 20
 """Upper bound of the per-chunk union bitmap."""
 
@@ -57,7 +59,7 @@ def sparse_attention(
     if path == "per_query" or (path == "auto" and B * T <= DECODE_ROWS):
         # spread few queries over about 256 programs
         nsplit = max(1, 256 // (B * T * k.shape[2])) if B * T <= DECODE_ROWS else 1
-        launch_per_query(q, k, v, idx, scale, out, nsplit=nsplit)
+        launch_per_query(q, k, v, idx, scale, out, nsplit=nsplit, block_n=DECODE_BLOCK_N if nsplit > 1 else 0)
         return out
     bq = block_queries(Hq // k.shape[2])
     chunk = max(1, CHUNK_BITMAP_BYTES // max(1, 4 * B * S)) * bq  # bitmap rows are blocks of bq queries

@@ -1,10 +1,10 @@
 """Triton top-k for few long rows (decode): each row is split over many programs instead of one.
 
 Works on the float16 scores of the streamed indexer, whose score kernel already added each row's histogram of
-the key's high byte (level 1). Then:
-1. ``_collect``: every program of a row finds the high byte b1 holding the k-th key from that histogram, writes
-   its keys above b1 straight to the output (a block reserves its slots with one atomic add), appends the keys
-   in b1 to a candidate list and adds their low-byte histogram (level 2).
+the key's top 11 bits (level 1, 2048 bins: narrow enough that the k-th key's bin holds few keys). Then:
+1. ``_collect``: every program of a row finds the bin b1 holding the k-th key from that histogram, writes its
+   keys above b1 straight to the output (a block reserves its slots with one atomic add), appends the keys in b1
+   to a candidate list and adds the histogram of their low 5 bits (level 2).
 2. ``_finish`` (one program per row): from the level-2 histogram, the exact threshold; writes the candidates
    above it and the first ties at it. The output order within a row is not sorted (the ops allow any order).
 One pass over the row instead of three, spread over SPLIT programs, so a 128K-key decode row is not serialised.
@@ -16,7 +16,15 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["launch_split_topk", "split_workspace"]
+__all__ = ["launch_split_topk", "split_workspace", "LOW_BITS", "WS_STRIDE"]
+
+LOW_BITS = 5
+"""Key bits below the level-1 digit: level 1 has 2**(16 - LOW_BITS) bins, level 2 has 2**LOW_BITS."""
+LOW = tl.constexpr(LOW_BITS)
+NB1 = tl.constexpr(1 << (16 - LOW_BITS))
+NB2 = tl.constexpr(1 << LOW_BITS)
+WS_STRIDE = (1 << (16 - LOW_BITS)) + (1 << LOW_BITS) + 8
+"""Workspace row: level-1 histogram | level-2 histogram | counters (keys above b1, candidates) | padding."""
 
 
 @triton.jit
@@ -26,9 +34,9 @@ def _key16(x):
 
 
 @triton.jit
-def _pick(hist, remaining):
+def _pick(hist, remaining, NB: tl.constexpr):
     """Digit holding the `remaining`-th largest key, and how many keys lie in higher digits."""
-    bins = tl.arange(0, 256)
+    bins = tl.arange(0, NB)
     at_or_above = tl.sum(hist) - tl.cumsum(hist, 0) + hist
     chosen = tl.max(tl.where(at_or_above >= remaining, bins, 0))
     return chosen, tl.sum(tl.where(bins > chosen, hist, 0))
@@ -36,7 +44,7 @@ def _pick(hist, remaining):
 
 @triton.jit
 def _collect_kernel(
-    s_ptr, o_ptr, ws_ptr, cand_ptr, T, S, start, t_base, topk, seg, ss_b, ss_t, so_b, so_t, cap,
+    s_ptr, o_ptr, ws_ptr, cand_ptr, T, S, start, t_base, topk, seg, ss_b, ss_t, so_b, so_t, cap, ws_stride,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0)  # b * T + t
@@ -45,34 +53,34 @@ def _collect_kernel(
     t = row % T
     n = tl.minimum(start + t_base + t + 1, S)
     if n > topk:
-        ws = ws_ptr + row.to(tl.int64) * 516  # [hist1 256 | hist2 256 | above, cand, -, -]
-        b1, above1 = _pick(tl.load(ws + tl.arange(0, 256)), topk)
+        ws = ws_ptr + row.to(tl.int64) * ws_stride  # [hist1 NB1 | hist2 NB2 | above, candidates, ...]
+        b1, above1 = _pick(tl.load(ws + tl.arange(0, NB1)), topk, NB1)
         s_row = s_ptr + b.to(tl.int64) * ss_b + t.to(tl.int64) * ss_t
         o_row = o_ptr + b.to(tl.int64) * so_b + (t_base + t).to(tl.int64) * so_t
         c_row = cand_ptr + row.to(tl.int64) * cap
-        hist2 = tl.zeros((256,), tl.int32)
+        hist2 = tl.zeros((NB2,), tl.int32)
         lo = part * seg
         hi = tl.minimum(lo + seg, n)
         for c0 in range(lo, hi, BLOCK):
             c = c0 + tl.arange(0, BLOCK)
             live = c < hi
             key = _key16(tl.load(s_row + c, mask=live, other=0.0))
-            hi_byte = (key >> 8).to(tl.int32)
-            up = live & (hi_byte > b1)
-            tie = live & (hi_byte == b1)
+            digit1 = (key >> LOW).to(tl.int32)
+            up = live & (digit1 > b1)
+            tie = live & (digit1 == b1)
             n_up = tl.sum(up.to(tl.int32))
             n_tie = tl.sum(tie.to(tl.int32))
-            base_up = tl.atomic_add(ws + 512, n_up, sem="relaxed")
-            base_tie = tl.atomic_add(ws + 513, n_tie, sem="relaxed")
+            base_up = tl.atomic_add(ws + NB1 + NB2, n_up, sem="relaxed")
+            base_tie = tl.atomic_add(ws + NB1 + NB2 + 1, n_tie, sem="relaxed")
             tl.store(o_row + base_up + tl.cumsum(up.to(tl.int32), 0) - 1, c, mask=up)
             tl.store(c_row + base_tie + tl.cumsum(tie.to(tl.int32), 0) - 1, c, mask=tie)
-            hist2 += tl.histogram((key & 0xFF).to(tl.int32), 256, mask=tie)
-        tl.atomic_add(ws + 256 + tl.arange(0, 256), hist2, mask=hist2 > 0, sem="relaxed")
+            hist2 += tl.histogram((key & (NB2 - 1)).to(tl.int32), NB2, mask=tie)
+        tl.atomic_add(ws + NB1 + tl.arange(0, NB2), hist2, mask=hist2 > 0, sem="relaxed")
 
 
 @triton.jit
 def _finish_kernel(
-    s_ptr, o_ptr, ws_ptr, cand_ptr, T, S, start, t_base, topk, K_out, ss_b, ss_t, so_b, so_t, cap,
+    s_ptr, o_ptr, ws_ptr, cand_ptr, T, S, start, t_base, topk, K_out, ss_b, ss_t, so_b, so_t, cap, ws_stride,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0)
@@ -86,12 +94,12 @@ def _finish_kernel(
             c = c0 + offs
             tl.store(o_row + c, tl.where(c < n, c, -1), mask=c < K_out)
     else:
-        ws = ws_ptr + row.to(tl.int64) * 516
-        b1, above1 = _pick(tl.load(ws + tl.arange(0, 256)), topk)
-        b2, above2 = _pick(tl.load(ws + 256 + tl.arange(0, 256)), topk - above1)
-        thr = (b1 << 8) | b2
+        ws = ws_ptr + row.to(tl.int64) * ws_stride
+        b1, above1 = _pick(tl.load(ws + tl.arange(0, NB1)), topk, NB1)
+        b2, above2 = _pick(tl.load(ws + NB1 + tl.arange(0, NB2)), topk - above1, NB2)
+        thr = (b1 << LOW) | b2
         ties_wanted = topk - above1 - above2
-        n_cand = tl.load(ws + 513)
+        n_cand = tl.load(ws + NB1 + NB2 + 1)
         s_row = s_ptr + b.to(tl.int64) * ss_b + t.to(tl.int64) * ss_t
         c_row = cand_ptr + row.to(tl.int64) * cap
         written = above1
@@ -112,8 +120,8 @@ def _finish_kernel(
 
 
 def split_workspace(rows: int, device: torch.device) -> torch.Tensor:
-    """Zeroed int32 [rows, 516]: level-1 and level-2 histograms, two counters and padding per row."""
-    return torch.zeros(rows, 516, dtype=torch.int32, device=device)
+    """Zeroed int32 [rows, WS_STRIDE]: level-1 and level-2 histograms, two counters and padding per row."""
+    return torch.zeros(rows, WS_STRIDE, dtype=torch.int32, device=device)
 
 
 def launch_split_topk(
@@ -124,14 +132,14 @@ def launch_split_topk(
     are already in ``ws[:, :256]`` (launch_scores with hist=ws)."""
     B, _, W = scores.shape
     K_out = out.shape[2]
-    seg = triton.cdiv(triton.cdiv(W, split), 256) * 256
+    seg = triton.cdiv(triton.cdiv(W, split), 1024) * 1024
     cand = torch.empty(B * n_rows, W, dtype=torch.int32, device=scores.device)
     args = (n_rows, S, start, t_base, topk)
     _collect_kernel[(B * n_rows, triton.cdiv(W, seg))](
         scores, out, ws, cand, *args, seg, scores.stride(0), scores.stride(1), out.stride(0), out.stride(1), W,
-        BLOCK=256, num_warps=4,
+        ws.stride(0), BLOCK=1024, num_warps=4,
     )
     _finish_kernel[(B * n_rows,)](
         scores, out, ws, cand, *args, K_out, scores.stride(0), scores.stride(1), out.stride(0), out.stride(1), W,
-        BLOCK=1024, num_warps=8,
+        ws.stride(0), BLOCK=1024, num_warps=8,
     )
