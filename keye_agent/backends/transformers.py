@@ -209,30 +209,30 @@ class TransformersBackend(BaseBackend):
         self.last_decoder = decoder
         state = _Decode(self, prompt_ids, settings, decoder)
         splitter = StreamSplitter(in_reasoning=prompt.rstrip().endswith("<think>"))
-        text, finish = "", "length"
+        text, finish, emitted = "", "length", 0
         # tool results are written by the framework, never by the model: one that starts writing a
         # <tool_response> is inventing a result, so its turn ends there
-        stops = [*settings.stop, *(() if self.native_tools else _INVENTED_RESULT)]
+        stops = [s for s in (*settings.stop, *(() if self.native_tools else _INVENTED_RESULT)) if s]
         max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
         while len(state.generated) < max_new:
             token = await asyncio.to_thread(state.step)
             if token in self.stop_ids:
                 finish = "stop"
                 break
-            new_text = self.tokenizer.decode(state.generated, skip_special_tokens=False)
-            if new_text.endswith("\ufffd"):
+            text = self.tokenizer.decode(state.generated, skip_special_tokens=False)
+            if text.endswith("\ufffd"):
                 continue  # half of a multi-byte character: wait for the rest
-            delta, text = new_text[len(text):], new_text
-            hit = next((s for s in stops if s and s in text), None)
+            hit = next((s for s in stops if s in text), None)
             if hit is not None:
-                cut = text.index(hit)
-                delta = delta[: max(0, len(delta) - (len(text) - cut))]
-                text, finish = text[:cut], "stop"
-            for kind, piece in splitter.feed(delta):
-                yield StreamChunk(kind, piece)  # type: ignore[arg-type]
-            if finish == "stop" or (decoder is not None and decoder.terminated):
-                finish = "stop"
+                text, finish = text[: text.index(hit)], "stop"
                 break
+            # hold back a tail that may still become a stop string, so no piece of one is ever streamed
+            hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+            for kind, piece in splitter.feed(text[emitted:len(text) - hold]):
+                yield StreamChunk(kind, piece)  # type: ignore[arg-type]
+            emitted = len(text) - hold
+        for kind, piece in splitter.feed(text[emitted:]):
+            yield StreamChunk(kind, piece)  # type: ignore[arg-type]
         for kind, piece in splitter.flush():
             yield StreamChunk(kind, piece)  # type: ignore[arg-type]
         self.last_token_ids = list(state.generated)
