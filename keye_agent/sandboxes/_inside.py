@@ -24,7 +24,6 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -274,6 +273,8 @@ class Supervisor:
     def op_shell(self, req):
         before = snapshot()
         oom_before = _oom_kills()
+        import subprocess  # here, not at the top: it is the slowest import and only shell calls need it
+
         proc = subprocess.Popen(
             ["/bin/bash", "-c", req["cmd"]],
             cwd=WORKSPACE,
