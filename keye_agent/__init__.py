@@ -33,12 +33,16 @@ _EXPORTS: dict[str, str] = {
     "Agent": "keye_agent.agent",
     "AssistantTurn": "keye_agent.types",
     "ContextPolicy": "keye_agent.agent",
+    "DockerSandbox": "keye_agent.sandboxes",
+    "ExecResult": "keye_agent.sandboxes",
     "GenerationSettings": "keye_agent.types",
     "KeyeAgentError": "keye_agent.errors",
     "KeyeBackend": "keye_agent.backends.keye",
     "Message": "keye_agent.types",
     "OpenAIBackend": "keye_agent.backends.openai",
     "RunResult": "keye_agent.types",
+    "SandboxConfig": "keye_agent.sandboxes",
+    "SandboxPool": "keye_agent.sandboxes",
     "ScriptedBackend": "keye_agent.backends.scripted",
     "Tool": "keye_agent.tools",
     "ToolCall": "keye_agent.types",
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
     from keye_agent.backends.parsing import parse_tool_calls
     from keye_agent.backends.scripted import ScriptedBackend
     from keye_agent.errors import KeyeAgentError
+    from keye_agent.sandboxes import DockerSandbox, ExecResult, SandboxConfig, SandboxPool
     from keye_agent.tools import Tool, ToolOutput, ToolRegistry, tool
     from keye_agent.tools.yaml_registry import load_registry
     from keye_agent.types import (

@@ -8,8 +8,8 @@ import sys
 import keye_agent
 
 EXPECTED = [
-    "Agent", "AssistantTurn", "ContextPolicy", "GenerationSettings", "KeyeAgentError", "KeyeBackend", "Message", "OpenAIBackend",
-    "RunResult", "ScriptedBackend", "Tool", "ToolCall", "ToolOutput", "ToolRegistry", "ToolResult", "Trajectory",
+    "Agent", "AssistantTurn", "ContextPolicy", "DockerSandbox", "ExecResult", "GenerationSettings", "KeyeAgentError", "KeyeBackend", "Message", "OpenAIBackend",
+    "RunResult", "SandboxConfig", "SandboxPool", "ScriptedBackend", "Tool", "ToolCall", "ToolOutput", "ToolRegistry", "ToolResult", "Trajectory",
     "Usage", "load_registry", "parse_tool_calls", "tool",
 ]
 
