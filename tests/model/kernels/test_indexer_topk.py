@@ -38,3 +38,15 @@ def test_indexer_topk_short_context_selects_everything(device, poison):
     assert out.shape == (1, 3, 5)
     assert out[0, 2].tolist() == [0, 1, 2, 3, 4]
     assert out[0, 0].tolist() == [0, 1, 2, -1, -1]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 16, 600, 40), (2, 3, 16, 64, 300, 20)], ids=str)
+def test_indexer_topk_many_ties(shape, dtype, device, poison):
+    """Every key appears 4 times, so the k-th score is tied across several keys: exactly k must still be chosen."""
+    B, T, H, d, start, topk = shape
+    S = start + T
+    q = torch.randn(B, T, H, d, device=device).to(dtype)
+    w = torch.randn(B, T, H, device=device).to(dtype)
+    k = torch.randn(B, S // 4 + 1, d, device=device).to(dtype).repeat_interleave(4, dim=1)[:, :S].contiguous()
+    out = indexer_topk(q, w, k, start, topk)
+    check_selection(out, index_scores_ref(q, w, k, start), start, topk, rel_tol=2.0**-10)
