@@ -3,7 +3,10 @@
 Each chunk of queries gets its causal scores written as float16 into one reused buffer (half the bytes of
 float32, and the top-k then needs two histogram levels instead of four), then the radix top-k selects from it.
 Float16 rounds a score to 11 significant bits, so keys whose scores differ by less than that can swap at the k-th
-place: every selected key scores within 2**-10 relative of the k-th (the tolerance the tests state).
+place: every selected key scores within 2**-10 relative of the k-th (the tolerance the tests state). Scores beyond
++-65504 are clamped there (they would tie); index scores of normalised q and k are orders of magnitude smaller.
+Decode-sized calls (at most SPLIT_MAX_ROWS rows) write the scores of all rows at once and take the split top-k
+(topk/split.py), whose first radix level the score kernel histograms as it writes.
 """
 
 from __future__ import annotations
