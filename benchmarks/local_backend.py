@@ -3,7 +3,7 @@ grammar-constrained tool calls, and the per-token cost of the grammar mask on to
 
     .venv/bin/python benchmarks/local_backend.py [--runs 5] [--threads N]
 
-Each configuration runs once as warm-up, then ``--runs`` times; medians are reported. Prefill (the first step) is
+Each configuration runs once as warm-up, then ``--runs`` times round-robin; medians are reported. Prefill (the first step) is
 left out of tokens/s. Correctness first: every constrained reply must hold a call that validates, or the script
 stops before printing a figure. The mask cost is measured per step inside the same decode loop (xgrammar's bitmask
 fill + apply), against the rest of that step (forward pass and sampling).
@@ -83,10 +83,12 @@ def main() -> None:
 
     configs = [("unconstrained (baseline)", False, "auto"), ("constrained, auto", True, "auto"),
                ("constrained, required", True, "required")]
-    results: dict[str, list[dict[str, float]]] = {}
-    for label, constrained, choice in configs:
+    results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in configs}
+    for _, constrained, choice in configs:
         run_once(b, constrained, choice, args.max_tokens)  # warm-up: grammar compile, first-call allocations
-        results[label] = [run_once(b, constrained, choice, args.max_tokens) for _ in range(args.runs)]
+    for _ in range(args.runs):  # round-robin, so that load from other processes hits every configuration alike
+        for label, constrained, choice in configs:
+            results[label].append(run_once(b, constrained, choice, args.max_tokens))
     for r in results["constrained, required"]:
         if not (r["calls"] >= 1 and r["valid"]):
             raise SystemExit(f"constrained 'required' reply without a valid call: {r}; not timing a broken path")

@@ -138,3 +138,38 @@ def test_installed_script_runs() -> None:
     exe = Path(sys.executable).with_name("keye-agent")
     proc = subprocess.run([str(exe), "version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("keye-agent ")
+
+
+def test_yaml_registry_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "list", "--tools", str(ROOT / "examples" / "store.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "get_order" in out and "cancel_order" in out
+
+
+@pytest.mark.docker
+def test_run_with_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--sandbox adds run_code: the scripted turn's code runs in the real Docker sandbox, which is closed after."""
+    from keye_agent.errors import SandboxError
+    from keye_agent.sandboxes import default_image
+    from keye_agent.sandboxes._docker import docker_client, image_exists
+    from keye_agent.sandboxes.owner import list_sandboxes
+
+    try:
+        docker_client()
+    except SandboxError as e:
+        pytest.fail(f"{e}; run `bash scripts/setup_docker.sh` (make test does)")
+    if not image_exists(default_image()):
+        pytest.fail("sandbox image missing; run `python -m keye_agent.sandboxes build` (make test does)")
+    import os
+
+    def mine() -> set[str]:
+        return {c.name for c in list_sandboxes() if c.owner_pid == os.getpid()}
+
+    before = mine()
+    call = '<tool_call>\n{"name": "run_code", "arguments": {"code": "print(6 * 7)"}}\n</tool_call>'
+    rc = main(["run", "compute", "--model", _script(tmp_path, call, "It is 42."), "--sandbox", "--json",
+               "--save", str(tmp_path / "t.jsonl")])
+    assert rc == 0
+    result = Trajectory.load(tmp_path / "t.jsonl").steps[0].tool_results[0]
+    assert result.ok and "42" in result.content
+    assert mine() <= before  # the command closed its sandbox: no container outlives it
