@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -103,32 +104,30 @@ def test_count_tokens_uses_the_tokenizer(backend: TransformersBackend) -> None:
 def test_sampled_generations_constrained_vs_unconstrained(backend: TransformersBackend) -> None:
     """The claim of constrained decoding, on a real model over sampled generations (temperature 0.8):
     with tool_choice "required" every constrained reply holds a call that parses and validates; with "auto" every
-    call emitted is valid. The unconstrained failure rate of the same model is measured and printed (-s shows it)."""
+    call emitted is valid. The unconstrained "required" success rate of the same model is measured and printed
+    (pytest -s shows it); it is not asserted, being a property of the model."""
     n = 5
-    counts = {"required": [0, 0], "auto": [0, 0]}  # [constrained ok, unconstrained ok]
-    for mode in ("required", "auto"):
-        for seed in range(n):
-            # 64 tokens hold the longest valid call (24-character strings, one token a character at worst)
-            s = GenerationSettings(max_tokens=64, temperature=0.8, seed=seed, tool_choice=mode)
-            backend.constrained = True
-            turn = backend.generate(ASK_TOOLS, TOOLS, s)
-            calls = turn.tool_calls
-            if mode == "required":
-                assert calls and all(_valid(c) for c in calls) and not turn.parse_errors, turn.raw
-                counts[mode][0] += 1
-            else:
-                assert all(_valid(c) for c in calls), turn.raw
-                assert not turn.parse_errors or turn.finish_reason == "length", turn.raw
-                counts[mode][0] += bool(calls)
-            backend.constrained = False
+    ok = {"required": 0, "auto": 0, "unconstrained": 0}
+    for seed in range(n):
+        # 64 tokens hold the longest valid call (24-character strings, one token a character at worst)
+        s = GenerationSettings(max_tokens=64, temperature=0.8, seed=seed, tool_choice="required")
+        backend.constrained = True
+        turn = backend.generate(ASK_TOOLS, TOOLS, s)
+        assert turn.tool_calls and all(_valid(c) for c in turn.tool_calls) and not turn.parse_errors, turn.raw
+        ok["required"] += 1
+        turn = backend.generate(ASK_TOOLS, TOOLS, replace(s, tool_choice="auto"))
+        assert all(_valid(c) for c in turn.tool_calls), turn.raw
+        assert not turn.parse_errors or turn.finish_reason == "length", turn.raw  # only a call cut by max_tokens
+        ok["auto"] += bool(turn.tool_calls)
+        backend.constrained = False
+        try:
             free = backend.generate(ASK_TOOLS, TOOLS, s)
-            counts[mode][1] += bool(free.tool_calls) and all(_valid(c) for c in free.tool_calls) \
-                and not free.parse_errors
-    backend.constrained = True
-    print(f"\nrequired: constrained {counts['required'][0]}/{n} replies with a valid call, "
-          f"unconstrained {counts['required'][1]}/{n}")
-    print(f"auto: constrained {counts['auto'][0]}/{n} replies called a tool (all valid), "
-          f"unconstrained {counts['auto'][1]}/{n} with only valid calls")
+        finally:
+            backend.constrained = True
+        ok["unconstrained"] += bool(free.tool_calls) and all(_valid(c) for c in free.tool_calls) \
+            and not free.parse_errors
+    print(f"\nrequired: constrained {ok['required']}/{n} replies with a valid call, unconstrained "
+          f"{ok['unconstrained']}/{n}; auto (constrained): {ok['auto']}/{n} replies called a tool, all calls valid")
 
 
 @pytest.mark.slow
