@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     import click
 
+    # transformers' weight-loading bars would break up the terminal output; the CLI shows its own progress
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]

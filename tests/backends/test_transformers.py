@@ -18,11 +18,11 @@ from keye_agent.types import GenerationSettings, Message, ToolCall
 
 LOOKUP = {"type": "function", "function": {
     "name": "lookup_capital", "description": "Look up the capital city of a country.",
-    "parameters": {"type": "object", "properties": {"country": {"type": "string", "maxLength": 24}},
+    "parameters": {"type": "object", "properties": {"country": {"type": "string", "pattern": "^[A-Za-z ]{1,16}$"}},
                    "required": ["country"], "additionalProperties": False}}}
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather of a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24},
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "pattern": "^[A-Za-z ]{1,16}$"},
                                                     "units": {"type": "string", "enum": ["C", "F"]}},
                    "required": ["city", "units"], "additionalProperties": False}}}
 TOOLS = [LOOKUP, WEATHER]
@@ -48,7 +48,7 @@ def test_prompt_renders_tools_calls_and_results_in_the_hermes_format(backend: Tr
     prompt = backend.render(msgs, TOOLS)
     assert prompt.count("<|im_start|>system") == 1 and "You are a helpful assistant." in prompt
     block = prompt[prompt.index("<tools>\n"):prompt.index("\n</tools>")]
-    assert '"name": "lookup_capital"' in block and '"maxLength": 24' in block  # the schemas, one a line
+    assert '"name": "lookup_capital"' in block and '"pattern": "^[A-Za-z ]{1,16}$"' in block  # the schemas, one a line
     assert '<tool_call>\n{"name": "lookup_capital", "arguments": {"country": "Japan"}}\n</tool_call>' in prompt
     assert "<|im_start|>user\n<tool_response>\nTokyo\n</tool_response><|im_end|>" in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
@@ -83,7 +83,7 @@ def test_max_tokens_and_stop_strings(backend: TransformersBackend) -> None:
 
 
 def test_named_tool_choice_forces_that_tool(backend: TransformersBackend) -> None:
-    turn = backend.generate(ASK, TOOLS, GenerationSettings(max_tokens=48, tool_choice="get_weather"))
+    turn = backend.generate(ASK, TOOLS, GenerationSettings(max_tokens=64, tool_choice="get_weather"))
     assert [c.name for c in turn.tool_calls] == ["get_weather"] and _valid(turn.tool_calls[0])
     assert turn.finish_reason == "tool_calls" and not turn.parse_errors
 
@@ -109,7 +109,8 @@ def test_sampled_generations_constrained_vs_unconstrained(backend: TransformersB
     n = 5
     ok = {"required": 0, "auto": 0, "unconstrained": 0}
     for seed in range(n):
-        # 64 tokens hold the longest valid call (24-character strings, one token a character at worst)
+        # 64 tokens hold the longest valid call: the strings are at most 16 ASCII letters (one token each at
+        # worst; non-ASCII characters could take several byte tokens), the rest of the call about 40 tokens
         s = GenerationSettings(max_tokens=64, temperature=0.8, seed=seed, tool_choice="required")
         backend.constrained = True
         turn = backend.generate(ASK_TOOLS, TOOLS, s)
@@ -153,3 +154,24 @@ def test_bad_paths_fail_clearly(tmp_path) -> None:  # type: ignore[no-untyped-de
     (tmp_path / "d" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(ConfigError, match="could not load"):
         TransformersBackend(tmp_path / "d")
+
+
+def test_native_tool_template_gets_structured_tools_and_calls(backend: TransformersBackend) -> None:
+    """A chat template that renders tools itself (as Qwen3's does) receives the schemas and the calls as data."""
+    import copy
+
+    tok = copy.deepcopy(backend.tokenizer)
+    tok.chat_template = (
+        "{% for t in tools or [] %}TOOL {{ t.function.name }}\n{% endfor %}"
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+        "{% for c in m.tool_calls or [] %}CALL {{ c.function.name }} {{ c.function.arguments | tojson }}{% endfor %}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    native = TransformersBackend(model=backend.model, tokenizer=tok, name="native")
+    assert native.native_tools
+    msgs = [*ASK, Message.assistant(None, [ToolCall(id="c1", name="lookup_capital", arguments={"country": "Japan"})]),
+            Message.tool("c1", "lookup_capital", "Tokyo")]
+    prompt = native.render(msgs, TOOLS)
+    assert prompt.startswith("TOOL lookup_capital\nTOOL get_weather\n")
+    assert 'CALL lookup_capital {"country": "Japan"}' in prompt and "<|im_start|>tool\nTokyo" in prompt
+    turn = native.generate(ASK, TOOLS, GenerationSettings(max_tokens=64, tool_choice="lookup_capital"))
+    assert [c.name for c in turn.tool_calls] == ["lookup_capital"] and _valid(turn.tool_calls[0]), turn
