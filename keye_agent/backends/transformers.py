@@ -82,7 +82,9 @@ def export_gguf_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> Path:
 class TransformersBackend(BaseBackend):
     """A local causal LM through transformers. ``path``: a checkpoint directory or a ``.gguf`` file.
 
-    ``constrained``: hold tool calls to the tools' schemas with xgrammar (default on). ``device``: "cpu" or
+    ``tool_choice`` has the OpenAI meaning. ``constrained``: hold tool calls to the tools' schemas with xgrammar
+    (default on); that is what makes "required" and a named tool certain. Unconstrained, "none" still removes the
+    tools from the prompt, but "required" or a name is only a wish the model may ignore. ``device``: "cpu" or
     "cuda". ``threads``: torch CPU threads (None leaves torch's choice). ``parallel_tool_calls=False``: at most
     one call per turn when constrained (OpenAI's option of that name; it keeps small models from repeating a call).
     """
