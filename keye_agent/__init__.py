@@ -5,7 +5,7 @@ xgrammar; each name loads its subpackage on first use.
 
 Example::
 
-    from keye_agent import Agent, OpenAIBackend, tool
+    from keye_agent import Agent, load_model, tool
 
     @tool
     def add(a: int, b: int) -> int:
@@ -17,7 +17,7 @@ Example::
         '''
         return a + b
 
-    agent = Agent(OpenAIBackend("qwen3", base_url="http://localhost:8000/v1"), tools=[add])
+    agent = Agent(load_model("openai:qwen3-8b", base_url="http://localhost:8000/v1"), tools=[add])
     print(agent.run("What is 2 + 40?").final_answer)
 """
 
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_EXPORTS: dict[str, str] = {
+# public name -> module that defines it (or (module, name there) for an alias)
+_EXPORTS: dict[str, str | tuple[str, str]] = {
     "Agent": "keye_agent.agent",
     "AssistantTurn": "keye_agent.types",
     "ContextPolicy": "keye_agent.agent",
@@ -50,7 +50,9 @@ _EXPORTS: dict[str, str] = {
     "ToolRegistry": "keye_agent.tools",
     "ToolResult": "keye_agent.types",
     "Trajectory": "keye_agent.types",
+    "TransformersBackend": "keye_agent.backends.transformers",
     "Usage": "keye_agent.types",
+    "load_model": ("keye_agent.cli.models", "resolve_model"),
     "load_registry": "keye_agent.tools.yaml_registry",
     "parse_tool_calls": "keye_agent.backends.parsing",
     "tool": "keye_agent.tools",
@@ -60,10 +62,11 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    target = _EXPORTS.get(name)
+    if target is None:
         raise AttributeError(f"module 'keye_agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value  # later lookups skip this function
     return value
 
@@ -78,6 +81,8 @@ if TYPE_CHECKING:
     from keye_agent.backends.openai import OpenAIBackend
     from keye_agent.backends.parsing import parse_tool_calls
     from keye_agent.backends.scripted import ScriptedBackend
+    from keye_agent.backends.transformers import TransformersBackend
+    from keye_agent.cli.models import resolve_model as load_model
     from keye_agent.errors import KeyeAgentError
     from keye_agent.sandboxes import DockerSandbox, ExecResult, SandboxConfig, SandboxPool
     from keye_agent.tools import Tool, ToolOutput, ToolRegistry, tool

@@ -9,8 +9,8 @@ import keye_agent
 
 EXPECTED = [
     "Agent", "AssistantTurn", "ContextPolicy", "DockerSandbox", "ExecResult", "GenerationSettings", "KeyeAgentError", "KeyeBackend", "Message", "OpenAIBackend",
-    "RunResult", "SandboxConfig", "SandboxPool", "ScriptedBackend", "Tool", "ToolCall", "ToolOutput", "ToolRegistry", "ToolResult", "Trajectory",
-    "Usage", "load_registry", "parse_tool_calls", "tool",
+    "RunResult", "SandboxConfig", "SandboxPool", "ScriptedBackend", "Tool", "ToolCall", "ToolOutput", "ToolRegistry", "ToolResult", "Trajectory", "TransformersBackend",
+    "Usage", "load_model", "load_registry", "parse_tool_calls", "tool",
 ]
 
 
