@@ -4,6 +4,7 @@ budget ends the run. Every failure becomes a corrective message to the model and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import time
@@ -46,6 +47,7 @@ from .prompts import (
     EMPTY_ANSWER,
     FINAL_ANSWER_TOOL,
     PLAN_REQUEST,
+    TRUNCATED_ANSWER,
     correction_for,
     parse_error_message,
     repeated_call_message,
@@ -98,7 +100,8 @@ class Agent:
 
     Budgets (``max_steps``, ``max_total_tokens``, ``max_wall_s``, ``max_consecutive_errors``) end a run with a
     status in the :class:`RunResult`, never with an exception. A backend failure past its retries ends the run with
-    status ``model_error``.
+    status ``model_error``. ``first_tool_choice`` overrides the settings' ``tool_choice`` on the first step only
+    (e.g. ``"required"`` to make a small model start with a tool call, then answer freely).
     """
 
     def __init__(
@@ -118,13 +121,16 @@ class Agent:
         settings: GenerationSettings | None = None,
         context: ContextPolicy | None = None,
         stream_deltas: bool = True,
+        first_tool_choice: str | None = None,
     ) -> None:
         if max_steps < 1:
             raise KeyeAgentError(f"max_steps must be at least 1, got {max_steps}")
         self.model = model
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-        if final_answer_tool and FINAL_ANSWER_TOOL not in self.tools:
-            self.tools.register(_final_answer_tool())
+        """The caller's tools; the agent never adds to this registry (``final_answer`` lives in a per-run view)."""
+        self.final_answer_tool = final_answer_tool
+        self.first_tool_choice = first_tool_choice
+        self._registry = self.tools
         self.instructions = instructions
         self.max_steps = max_steps
         self.max_total_tokens = max_total_tokens
@@ -189,7 +195,8 @@ class Agent:
         self._task = asyncio.current_task()
         started = time.perf_counter()
         task_msg = task if isinstance(task, Message) else Message.user(task)
-        schemas = self.tools.schemas() if self.settings.tool_choice != "none" else []
+        self._registry = self._run_registry()
+        schemas = self._registry.schemas() if self.settings.tool_choice != "none" else []
         conv = Conversation(lambda ms: self.model.count_tokens(ms, None),
                             fixed_tokens=self.model.count_tokens([], schemas) if schemas else 0)
         if self.instructions:
@@ -225,7 +232,10 @@ class Agent:
 
                 turn: AssistantTurn | None = None
                 tm = time.perf_counter()
-                async for item in self._call_model(conv.messages, schemas, self.settings, step, started):
+                settings = self.settings
+                if step == 1 and self.first_tool_choice is not None and schemas:
+                    settings = dataclasses.replace(settings, tool_choice=self.first_tool_choice)
+                async for item in self._call_model(conv.messages, schemas, settings, step, started):
                     if isinstance(item, AssistantTurn):
                         turn = item
                     else:
@@ -252,6 +262,12 @@ class Agent:
                         rec.errors.append(EMPTY_ANSWER)
                         yield ErrorEvent(step, "empty", EMPTY_ANSWER)
                         conv.append(Message.user(EMPTY_ANSWER))
+                        step_failed = True
+                    elif turn.finish_reason == "length":
+                        # an answer cut off at the token limit is not a final answer
+                        rec.errors.append(TRUNCATED_ANSWER)
+                        yield ErrorEvent(step, "truncated", TRUNCATED_ANSWER)
+                        conv.append(Message.user(TRUNCATED_ANSWER))
                         step_failed = True
                     else:
                         objection = self._check_final(turn.text, traj)
@@ -334,6 +350,12 @@ class Agent:
                            error=None if status == "completed" else end_error)
         yield RunFinished(result)
 
+    def _run_registry(self) -> ToolRegistry:
+        """The caller's tools plus ``final_answer`` (when on), without changing the caller's registry."""
+        if not self.final_answer_tool or FINAL_ANSWER_TOOL in self.tools:
+            return self.tools
+        return self.tools.with_tools([_final_answer_tool()])
+
     @staticmethod
     def _close_step(traj: Trajectory, step: int, rec: StepRecord | None, error: str) -> None:
         if rec is not None and (not traj.steps or traj.steps[-1] is not rec):
@@ -405,7 +427,7 @@ class Agent:
                 fixed[i] = ToolResult(call_id=c.id, name=c.name, ok=False, error_type="RepeatedCallError",
                                       error=repeated_call_message(c, prev[0], prev[1]))
                 continue
-            t = self.tools.find(c.name)
+            t = self._registry.find(c.name)
             if key in first_of and t is not None and not t.mutates_state:
                 dup_of[i] = first_of[key]
                 continue
@@ -415,7 +437,7 @@ class Agent:
         ran: list[ToolResult] = []
         if to_run:
             # guarded so that a wall-clock budget or a cancel stops a hanging tool too
-            ran = await self._guard(self.tools.dispatch(to_run, approve=self.approve), started)
+            ran = await self._guard(self._registry.dispatch(to_run, approve=self.approve), started)
         out: list[ToolResult] = []
         used: set[int] = set()
         for i, c in enumerate(calls):

@@ -12,6 +12,11 @@ EMPTY_ANSWER = (
     "as plain text (or through the final_answer tool)."
 )
 
+TRUNCATED_ANSWER = (
+    "Your last reply was cut off at the token limit, so it cannot be the final answer. Give a shorter, complete "
+    "final answer, or continue with a tool call."
+)
+
 PLAN_REQUEST = (
     "Before your next action, write a short plan: what is done so far, what remains, and the next tool call you "
     "will make. Do not call any tool in this reply."

@@ -14,7 +14,6 @@ import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -31,12 +30,13 @@ from keye_agent.errors import (
 )
 from keye_agent.types import ToolCall, ToolResult
 
+from ._pool import DaemonThreadPool
 from .base import Tool, render_output
 from .decorator import tool as make_tool
 from .validation import format_validation_errors, sanitize_message
 
 # one pool for the process: a fresh default executor per run would start new threads every time
-_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="keye-tool")
+_POOL = DaemonThreadPool(max_workers=32)
 
 ApprovalCallback = Callable[[Tool, ToolCall], "bool | Awaitable[bool]"]
 
@@ -89,6 +89,15 @@ class ToolRegistry:
         for t in other:
             self.register(t, replace=replace)
         return self
+
+    def with_tools(self, extra: Iterable[Tool]) -> ToolRegistry:
+        """A new registry with this one's tools and settings plus ``extra`` (this one is left as it is)."""
+        reg = ToolRegistry(list(self._tools.values()), backoff_base_s=self.backoff_base_s,
+                           backoff_max_s=self.backoff_max_s, max_retry_after_s=self.max_retry_after_s,
+                           max_concurrency=self.max_concurrency)
+        for t in extra:
+            reg.register(t)
+        return reg
 
     def find(self, name: str) -> Tool | None:
         """The tool named ``name``, or None."""

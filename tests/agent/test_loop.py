@@ -318,3 +318,24 @@ def test_duplicate_calls_in_one_turn_run_once_unless_they_change_state():
     assert [x.call_id for x in results] == ["a", "b", "c", "d"]
     assert results[0].content == "result for x"
     assert results[1].content.startswith("[same call as an earlier one in this turn") and "result for x" in results[1].content
+
+
+def test_the_callers_registry_is_not_changed_by_the_agent():
+    from keye_agent.tools import ToolRegistry
+
+    reg = ToolRegistry([lookup])
+    r = Agent(ScriptedBackend([tc("final_answer", answer="x")]), reg).run("?")
+    assert r.final_answer == "x" and reg.names == ["lookup"]
+
+
+def test_an_answer_cut_off_at_the_token_limit_is_not_final():
+    turns = [AssistantTurn(text="The airport is Oslo Garder", finish_reason="length"), "Oslo Gardermoen."]
+    r = Agent(ScriptedBackend(turns), []).run("?")
+    assert r.final_answer == "Oslo Gardermoen." and r.steps == 2
+    assert "cut off at the token limit" in r.trajectory.steps[0].errors[0]
+
+
+def test_first_tool_choice_applies_to_the_first_step_only():
+    be = ScriptedBackend([tc("lookup", code="OSL"), "Oslo Gardermoen."])
+    Agent(be, [lookup], first_tool_choice="required").run("?")
+    assert [s.tool_choice for _, s in be.requests] == ["required", "auto"]

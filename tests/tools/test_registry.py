@@ -245,3 +245,25 @@ def test_bad_tool_definitions():
     with pytest.raises(ToolDefinitionError, match="not a valid JSON Schema"):
         Tool(name="t", description="x", parameters={"type": "object", "properties": {"a": {"type": "nope"}}},
              fn=lambda: 1)
+
+
+def test_a_sync_tool_past_its_timeout_does_not_keep_the_process_alive(tmp_path):
+    """The timed-out call's thread is still sleeping when the program ends; the interpreter must exit anyway."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\n"
+        "from keye_agent.tools import ToolRegistry, tool\n"
+        "from keye_agent.types import ToolCall\n"
+        "@tool(timeout_s=0.1, retries=0)\n"
+        "def stuck(x: int) -> str:\n"
+        "    '''Hang.\n\n    Args:\n        x: anything\n    '''\n"
+        "    time.sleep(60)\n"
+        "    return 'late'\n"
+        "[r] = ToolRegistry([stuck]).dispatch_sync([ToolCall(id='1', name='stuck', arguments={'x': 1})])\n"
+        "print(r.error_type)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ToolTimeoutError"
