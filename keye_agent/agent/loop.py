@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
@@ -23,12 +21,11 @@ from keye_agent.types import (
     RunResult,
     RunStatus,
     StepRecord,
-    ToolCall,
-    ToolResult,
     Trajectory,
     Usage,
 )
 
+from .calls import call_key, final_answer_tool, run_turn_calls
 from .context import ContextPolicy, Conversation, cut_output
 from .events import (
     ErrorEvent,
@@ -50,7 +47,6 @@ from .prompts import (
     TRUNCATED_ANSWER,
     correction_for,
     parse_error_message,
-    repeated_call_message,
 )
 
 FinalCheck = Callable[[str, Trajectory], "str | None"]
@@ -60,33 +56,6 @@ class _Budget(Exception):
     def __init__(self, status: RunStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _call_key(call: ToolCall) -> str:
-    return call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
-
-
-@functools.cache
-def _final_answer_tool() -> Tool:
-    """One shared instance: building a Tool checks its schema, which costs a millisecond per agent otherwise."""
-
-    def final_answer(answer: str) -> str:
-        return answer
-
-    return Tool(
-        name=FINAL_ANSWER_TOOL,
-        description="Give the final answer to the task and end the run. Call it alone, once you are done.",
-        parameters={
-            "type": "object",
-            "properties": {"answer": {"type": "string", "description": "The complete final answer for the user."}},
-            "required": ["answer"],
-            "additionalProperties": False,
-        },
-        fn=final_answer,
-        inline=True,
-        timeout_s=None,
-        retries=0,
-    )
 
 
 class Agent:
@@ -281,7 +250,8 @@ class Agent:
                     conv.append(Message.assistant(turn.text or None, list(calls)))
                     for call in calls:
                         yield ToolCallStarted(step, call)
-                    results = await self._run_calls(calls, failed_calls, started)
+                    results = await run_turn_calls(self._registry, calls, failed_calls, self.approve,
+                                                   lambda aw: self._guard(aw, started))
                     n_failed = 0
                     for call, res in zip(calls, results, strict=True):
                         rec.tool_results.append(res)
@@ -296,7 +266,7 @@ class Agent:
                                 final, status = res.content, "completed"
                         else:
                             n_failed += 1
-                            failed_calls.setdefault(_call_key(call), (step, res.error or ""))
+                            failed_calls.setdefault(call_key(call), (step, res.error or ""))
                             text = correction_for(res)
                             rec.errors.append(f"{call.name}: {res.error}")
                             yield ErrorEvent(step, "tool", f"{call.name}: {res.error}")
@@ -354,7 +324,7 @@ class Agent:
         """The caller's tools plus ``final_answer`` (when on), without changing the caller's registry."""
         if not self.final_answer_tool or FINAL_ANSWER_TOOL in self.tools:
             return self.tools
-        return self.tools.with_tools([_final_answer_tool()])
+        return self.tools.with_tools([final_answer_tool()])
 
     @staticmethod
     def _close_step(traj: Trajectory, step: int, rec: StepRecord | None, error: str) -> None:
@@ -407,51 +377,6 @@ class Agent:
                 yield chunk.turn
                 return
         raise ModelError(f"backend {getattr(self.model, 'name', '?')!r} ended its stream without a final turn")
-
-    async def _run_calls(
-        self, calls: list[ToolCall], failed: dict[str, tuple[int, str]], started: float
-    ) -> list[ToolResult]:
-        """Dispatch the calls of one turn.
-
-        Exact repeats of calls that already failed are not run (the model is told instead). Exact duplicates within
-        the turn of a tool that does not change state run once, and each copy gets that result, with a note.
-        """
-        to_run: list[ToolCall] = []
-        fixed: dict[int, ToolResult] = {}
-        first_of: dict[str, int] = {}  # call key -> index in to_run
-        dup_of: dict[int, int] = {}  # index in calls -> index in to_run
-        for i, c in enumerate(calls):
-            key = _call_key(c)
-            prev = failed.get(key)
-            if prev is not None:
-                fixed[i] = ToolResult(call_id=c.id, name=c.name, ok=False, error_type="RepeatedCallError",
-                                      error=repeated_call_message(c, prev[0], prev[1]))
-                continue
-            t = self._registry.find(c.name)
-            if key in first_of and t is not None and not t.mutates_state:
-                dup_of[i] = first_of[key]
-                continue
-            first_of.setdefault(key, len(to_run))
-            dup_of[i] = len(to_run)
-            to_run.append(c)
-        ran: list[ToolResult] = []
-        if to_run:
-            # guarded so that a wall-clock budget or a cancel stops a hanging tool too
-            ran = await self._guard(self._registry.dispatch(to_run, approve=self.approve), started)
-        out: list[ToolResult] = []
-        used: set[int] = set()
-        for i, c in enumerate(calls):
-            if i in fixed:
-                out.append(fixed[i])
-                continue
-            r = ran[dup_of[i]]
-            if dup_of[i] in used:
-                note = "[same call as an earlier one in this turn: it ran once; its result is repeated here]\n"
-                r = r.model_copy(update={"call_id": c.id, "content": note + r.content if r.ok else r.content,
-                                         "duration_s": 0.0})
-            used.add(dup_of[i])
-            out.append(r)
-        return out
 
     def _check_final(self, answer: str, traj: Trajectory) -> str | None:
         if self.final_check is None:
