@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from keye_agent.model import ops
+from keye_agent.model import moe, ops
 from keye_agent.model.config import KeyeConfig
 from keye_agent.model.rope import apply_rope
 
@@ -119,7 +119,7 @@ class Experts(nn.Module):
 
 
 class SparseMoe(nn.Module):
-    """Softmax router, top-k experts with renormalised weights, SwiGLU experts."""
+    """Softmax router, top-k experts with renormalised weights, SwiGLU experts (computed by ``moe.experts``)."""
 
     def __init__(self, config: KeyeConfig) -> None:
         super().__init__()
@@ -135,23 +135,7 @@ class SparseMoe(nn.Module):
         weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # [N, k]
         if self.norm_topk:
             weights = weights / weights.sum(-1, keepdim=True)
-        flat = chosen.flatten()
-        order = torch.argsort(flat, stable=True)
-        token = order // self.top_k  # the token of each (token, slot) row, grouped by expert
-        rows = x[token]
-        counts = torch.bincount(flat, minlength=self.n_experts).tolist()  # one host sync per layer
-        out_rows = torch.empty_like(rows)
-        gate_up, down = self.experts.gate_up_proj, self.experts.down_proj
-        i = down.shape[1]
-        offset = 0
-        for e, n in enumerate(counts):
-            if n == 0:
-                continue
-            h = rows[offset: offset + n] @ gate_up[e]  # [n, 2I]
-            out_rows[offset: offset + n] = (F.silu(h[:, :i]) * h[:, i:]) @ down[e]
-            offset += n
-        out_rows = out_rows * weights.flatten()[order, None].to(x.dtype)
-        out = torch.zeros_like(x).index_add_(0, token, out_rows)
+        out = moe.experts(x, chosen, weights, self.experts.gate_up_proj, self.experts.down_proj)
         return out.view(shape)
 
 
