@@ -2,6 +2,9 @@
 
 Usage (GPU): PYTHONPATH=. python benchmarks/model_decode.py --preset keye-vl-2.0-30b-a3b --prompt-len 4096
 Usage (CPU smoke run): python benchmarks/model_decode.py --preset tiny --device cpu --dtype float32
+With --compare-moe: first checks the sync-free MoE paths against the original per-expert loop on this device (one
+layer's weights, bf16, relative error), then times every mode with the old loop ("old") and the new paths ("new")
+in the same run, and compares their logits and greedy tokens.
 
 Before timing it checks, on the same weights, that cached decode reproduces a full forward pass (greedy tokens and
 logits). Baselines printed in the same run: dense attention (beside DSA) and the HBM floor of decode (bytes of the
@@ -19,7 +22,7 @@ import time
 
 import torch
 
-from keye_agent.model import KeyeConfig, build_model, ops
+from keye_agent.model import KeyeConfig, build_model, moe, ops
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -81,23 +84,30 @@ def check_cache_consistency(model, device, vocab: int, n_prompt: int = 48, n_new
 
 
 @torch.inference_mode()
-def run_mode(model, device, vocab: int, prompt_len: int, new_tokens: int) -> dict:
+def run_mode(model, device, vocab: int, prompt_len: int, new_tokens: int,
+             moe_impls: tuple[str, str] = ("auto", "auto")) -> dict:
+    """Prefill then greedy decode; ``moe_impls`` = (prefill, decode) MoE implementations (``moe.set_moe_impl``)."""
+    moe.set_moe_impl(moe_impls[1])
     g = torch.Generator(device="cpu").manual_seed(0)
     prompt = torch.randint(0, vocab, (1, prompt_len), generator=g).to(device)
     cache = model.new_cache(1, prompt_len + new_tokens)
     # Warm-up on a short prompt in a separate cache (first-call costs stay out of the numbers).
     warm = model.new_cache(1, 64)
+    moe.set_moe_impl(moe_impls[0])
     model(prompt[:, :32], cache=warm, last_only=True)
+    moe.set_moe_impl(moe_impls[1])
     for _ in range(3):
         model(prompt[:, :1], cache=warm)
     del warm
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
+    moe.set_moe_impl(moe_impls[0])
     t0 = time.perf_counter()
     logits = model(prompt, cache=cache, last_only=True)[:, -1]
     sync(device)
     prefill_s = time.perf_counter() - t0
+    moe.set_moe_impl(moe_impls[1])
     first_logits = logits.float().clone()
     steps, tokens = [], []
     for _ in range(new_tokens):
@@ -108,10 +118,57 @@ def run_mode(model, device, vocab: int, prompt_len: int, new_tokens: int) -> dic
         sync(device)
         steps.append(time.perf_counter() - t)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    moe.set_moe_impl("auto")
     med = statistics.median(steps)
     return dict(prefill_s=prefill_s, prefill_tok_s=prompt_len / prefill_s, decode_ms_median=med * 1e3,
                 decode_tok_s=1.0 / med, decode_ms_mean=statistics.mean(steps) * 1e3, peak_bytes=peak,
                 tokens=tokens, first_logits=first_logits)
+
+
+@torch.inference_mode()
+def check_moe_paths(model, device, sizes=(1, 8, 512, 4096)) -> tuple[dict, str | None]:
+    """New MoE paths vs the per-expert loop on layer 0's weights at several token counts; also times each (ms).
+
+    Returns ({(impl, n): (rel_err, ms)}, error text of the grouped path or None). Raises on a relative error > 2e-2.
+    """
+    mlp = model.model.layers[0].mlp
+    gate_up, down = mlp.experts.gate_up_proj, mlp.experts.down_proj
+    g = torch.Generator(device=device).manual_seed(5)
+    out, grouped_err = {}, None
+    for n in sizes:
+        x = torch.randn(n, gate_up.shape[1], device=device, dtype=gate_up.dtype, generator=g)
+        probs = torch.softmax(mlp.gate(x).float(), -1)
+        w, chosen = torch.topk(probs, mlp.top_k, -1)
+        w = w / w.sum(-1, keepdim=True)
+        impls = {"loop": moe.experts_loop, "grouped": moe.experts_grouped}
+        if n * mlp.top_k <= 256:
+            impls["gather"] = moe.experts_gather
+        ref = None
+        for name, fn in impls.items():
+            if name == "grouped" and grouped_err is not None:
+                continue
+            try:
+                got = fn(x, chosen, w, gate_up, down)
+            except Exception as e:  # noqa: BLE001 - report why the grouped GEMM is unusable here, then go on
+                grouped_err = f"{type(e).__name__}: {e}"
+                print(f"MoE check: {name} failed at N={n}: {grouped_err}", flush=True)
+                continue
+            ref = got.float() if ref is None else ref
+            rel = float((got.float() - ref).norm() / ref.norm())
+            times = []
+            for i in range(13):
+                sync(device)
+                t0 = time.perf_counter()
+                fn(x, chosen, w, gate_up, down)
+                sync(device)
+                if i >= 3:
+                    times.append((time.perf_counter() - t0) * 1e3)
+            out[(name, n)] = (rel, statistics.median(times))
+            print(f"MoE check N={n:5d} {name:8s}: rel err vs loop {rel:.2e}, {statistics.median(times):.3f} ms "
+                  f"(one layer, incl. launch)", flush=True)
+            if not rel < 2e-2:
+                raise SystemExit(f"MoE check failed: {name} vs loop at N={n}: relative error {rel:.3g}")
+    return out, grouped_err
 
 
 def main() -> None:
@@ -123,6 +180,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--backend", default="reference", choices=["reference", "auto", "triton"])
     ap.add_argument("--json", default=None, help="write the figures to this file")
+    ap.add_argument("--compare-moe", action="store_true",
+                    help="check the new MoE paths against the per-expert loop, then time old and new (CUDA)")
     args = ap.parse_args()
     device = torch.device(args.device)
     ops.set_backend(args.backend)
@@ -142,15 +201,34 @@ def main() -> None:
     print(f"weights {weight_bytes / 2**30:.2f} GiB, cache for {args.prompt_len + args.new_tokens} tokens "
           f"{cache_bytes / 2**20:.1f} MiB, active bytes per decode token {active / 1e9:.2f} GB")
 
+    variants = {"": ("auto", "auto")}
+    moe_check = None
+    if args.compare_moe:
+        moe_check, grouped_err = check_moe_paths(model, device)
+        # Without a usable grouped GEMM the new path is the loop for prefill and the gathered bmm for decode.
+        variants = {"old ": ("loop", "loop"), "new ": ("grouped", "grouped") if grouped_err is None
+                    else ("loop", "gather")}
+        print(f"MoE variants (prefill, decode): {variants}", flush=True)
     results = {}
-    for mode in ("dense", "dsa"):
-        model.set_sparse(mode == "dsa")
-        err = check_cache_consistency(model, device, cfg.vocab_size)
-        r = run_mode(model, device, cfg.vocab_size, args.prompt_len, args.new_tokens)
-        r["cache_check_rel_err"] = err
-        results[mode] = r
-        print(f"[{mode}] cache check rel err {err:.2e}; prefill {r['prefill_s']:.2f} s; decode median "
-              f"{r['decode_ms_median']:.1f} ms/token", flush=True)
+    for label, impls in variants.items():
+        for mode in ("dense", "dsa"):
+            model.set_sparse(mode == "dsa")
+            moe.set_moe_impl(impls[1])
+            err = check_cache_consistency(model, device, cfg.vocab_size)
+            r = run_mode(model, device, cfg.vocab_size, args.prompt_len, args.new_tokens, impls)
+            r["cache_check_rel_err"] = err
+            results[label + mode] = r
+            print(f"[{label}{mode}] cache check rel err {err:.2e}; prefill {r['prefill_s']:.2f} s; decode median "
+                  f"{r['decode_ms_median']:.1f} ms/token", flush=True)
+    if args.compare_moe:
+        for mode in ("dense", "dsa"):
+            o, n = results["old " + mode], results["new " + mode]
+            rel_on = float((n["first_logits"] - o["first_logits"]).norm() / o["first_logits"].norm())
+            same_on = sum(a == b for a, b in zip(o["tokens"], n["tokens"], strict=True))
+            print(f"[{mode}] new vs old MoE: last-prompt-token relative logit difference {rel_on:.2e}; greedy tokens "
+                  f"equal at {same_on}/{args.new_tokens} steps; prefill {o['prefill_s'] / n['prefill_s']:.1f}x, "
+                  f"decode {o['decode_ms_median'] / n['decode_ms_median']:.1f}x faster")
+        results["dense"], results["dsa"] = results["new dense"], results["new dsa"]
     ref_rel = None
     if args.backend != "reference":
         # The kernels must compute what the reference computes: same prompt, DSA, reference ops.
@@ -171,6 +249,8 @@ def main() -> None:
           f"| peak GPU memory (GiB) |")
     print("|---|---|---|---|---|---|")
     for mode, r in results.items():
+        if args.compare_moe and mode in ("dense", "dsa"):
+            continue
         peak = f"{r['peak_bytes'] / 2**30:.1f}" if r["peak_bytes"] else "-"
         print(f"| {mode} | {r['prefill_s']:.2f} | {r['prefill_tok_s']:.0f} | {r['decode_ms_median']:.1f} | "
               f"{r['decode_tok_s']:.1f} | {peak} |")
@@ -182,6 +262,8 @@ def main() -> None:
           f"{same}/{args.new_tokens} steps")
     if args.json:
         out = {k: {kk: vv for kk, vv in v.items() if kk != "first_logits"} for k, v in results.items()}
+        if moe_check is not None:
+            out["moe_check"] = {f"{k[0]} N={k[1]}": v for k, v in moe_check.items()}
         out.update(preset=args.preset, dtype=args.dtype, backend=args.backend, prompt_len=args.prompt_len,
                    new_tokens=args.new_tokens, build_s=build_s, weight_bytes=weight_bytes, cache_bytes=cache_bytes,
                    copy_bw=bw, active_bytes=active, dsa_vs_dense_rel=rel, kernels_vs_reference_rel=ref_rel, torch=torch.__version__,
