@@ -364,18 +364,25 @@ class Agent:
             return
         stream = self.model.astream(messages, schemas or None, settings)
         it = stream.__aiter__()
-        while True:
-            try:
-                chunk = await self._guard(it.__anext__(), started)
-            except StopAsyncIteration:
-                break
-            if chunk.kind == "text":
-                yield TextDelta(step, chunk.text)
-            elif chunk.kind == "reasoning":
-                yield ReasoningDelta(step, chunk.text)
-            elif chunk.kind == "done" and chunk.turn is not None:
-                yield chunk.turn
-                return
+        try:
+            while True:
+                try:
+                    chunk = await self._guard(it.__anext__(), started)
+                except StopAsyncIteration:
+                    break
+                if chunk.kind == "text":
+                    yield TextDelta(step, chunk.text)
+                elif chunk.kind == "reasoning":
+                    yield ReasoningDelta(step, chunk.text)
+                elif chunk.kind == "done" and chunk.turn is not None:
+                    yield chunk.turn
+                    return
+        finally:
+            # close the backend's stream here and now: left to the garbage collector, an unfinished async
+            # generator is closed through the loop's finaliser hook, a cross-thread wake-up per step
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
         raise ModelError(f"backend {getattr(self.model, 'name', '?')!r} ended its stream without a final turn")
 
     def _check_final(self, answer: str, traj: Trajectory) -> str | None:
