@@ -1,24 +1,20 @@
 """A real model on both sides, end to end (runner, orchestrator, agent loop, user simulator, evaluator, results
-file): the offline demo model (SmolLM2-135M, on CPU) when its checkpoint is in the cache; skipped otherwise. A
+file): the offline demo model (SmolLM2-135M, on CPU), fetched into the cache on first use as `make demo` does. A
 135M model does not solve the task; this proves the plumbing, not the model."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from keye_agent.tau import Limits, Results, RunSettings, run_tasks
 from keye_agent.types import GenerationSettings
 
 
 def test_demo_model_runs_a_task_end_to_end(mock_domain, tmp_path) -> None:
-    from keye_agent.cli.demo_model import CHECKPOINT_NAME, cache_dir
-
-    ckpt = cache_dir() / CHECKPOINT_NAME
-    if not (ckpt / "config.json").is_file():
-        pytest.skip(f"demo model not cached at {ckpt} (python -m keye_agent.cli.demo_model fetches it)")
     from keye_agent.backends.transformers import TransformersBackend
+    from keye_agent.cli.demo_model import ensure_demo_model
+
+    ckpt = ensure_demo_model()
 
     model = TransformersBackend(ckpt)
     domain = mock_domain  # the smallest policy and tool set: the fewest tokens for a CPU model to read
