@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -23,6 +24,7 @@ import time
 import torch
 
 from keye_agent.model import KeyeConfig, build_model, moe, ops
+from keye_agent.model.graph import DecodeGraph
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -76,6 +78,8 @@ def check_cache_consistency(model, device, vocab: int, n_prompt: int = 48, n_new
         full = model(seq, last_only=True)[:, -1]
         logits = model(tok, cache=cache)[:, -1]
         rel = float((logits - full).norm() / full.norm())
+        if not math.isfinite(rel):
+            raise SystemExit(f"cache check failed: relative logit error {rel} (non-finite logits)")
         worst = max(worst, rel)
     limit = 5e-2 if model.lm_head.weight.dtype in (torch.bfloat16, torch.float16) else 1e-4
     if not worst < limit:
@@ -85,8 +89,11 @@ def check_cache_consistency(model, device, vocab: int, n_prompt: int = 48, n_new
 
 @torch.inference_mode()
 def run_mode(model, device, vocab: int, prompt_len: int, new_tokens: int,
-             moe_impls: tuple[str, str] = ("auto", "auto")) -> dict:
-    """Prefill then greedy decode; ``moe_impls`` = (prefill, decode) MoE implementations (``moe.set_moe_impl``)."""
+             moe_impls: tuple[str, str] = ("auto", "auto"), graph: bool = False) -> dict:
+    """Prefill then greedy decode; ``moe_impls`` = (prefill, decode) MoE implementations (``moe.set_moe_impl``).
+
+    With ``graph`` the decode steps replay a captured ``DecodeGraph`` (capture time reported apart).
+    """
     moe.set_moe_impl(moe_impls[1])
     g = torch.Generator(device="cpu").manual_seed(0)
     prompt = torch.randint(0, vocab, (1, prompt_len), generator=g).to(device)
@@ -109,20 +116,28 @@ def run_mode(model, device, vocab: int, prompt_len: int, new_tokens: int,
     prefill_s = time.perf_counter() - t0
     moe.set_moe_impl(moe_impls[1])
     first_logits = logits.float().clone()
-    steps, tokens = [], []
+    capture_s, step_fn = None, None
+    if graph:
+        t0 = time.perf_counter()
+        step_fn = DecodeGraph(model, cache)
+        sync(device)
+        capture_s = time.perf_counter() - t0
+    steps, tokens, step_logits = [], [], None
     for _ in range(new_tokens):
         tok = logits.argmax(-1, keepdim=True)
         tokens.append(int(tok))  # a host sync per token, as streaming needs
         t = time.perf_counter()
-        logits = model(tok, cache=cache)[:, -1]
+        logits = (model(tok, cache=cache) if step_fn is None else step_fn(tok))[:, -1]
         sync(device)
         steps.append(time.perf_counter() - t)
+        if step_logits is None:
+            step_logits = logits.float().clone()
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     moe.set_moe_impl("auto")
     med = statistics.median(steps)
     return dict(prefill_s=prefill_s, prefill_tok_s=prompt_len / prefill_s, decode_ms_median=med * 1e3,
                 decode_tok_s=1.0 / med, decode_ms_mean=statistics.mean(steps) * 1e3, peak_bytes=peak,
-                tokens=tokens, first_logits=first_logits)
+                tokens=tokens, first_logits=first_logits, step_logits=step_logits, capture_s=capture_s)
 
 
 @torch.inference_mode()
@@ -208,14 +223,23 @@ def main() -> None:
         # Without a usable grouped GEMM the new path is the loop for prefill and the gathered bmm for decode.
         variants = {"old ": ("loop", "loop"), "new ": ("grouped", "grouped") if grouped_err is None
                     else ("loop", "gather")}
+        if grouped_err is None and device.type == "cuda":
+            variants["new+graph "] = ("grouped", "grouped")
         print(f"MoE variants (prefill, decode): {variants}", flush=True)
     results = {}
     for label, impls in variants.items():
         for mode in ("dense", "dsa"):
             model.set_sparse(mode == "dsa")
             moe.set_moe_impl(impls[1])
-            err = check_cache_consistency(model, device, cfg.vocab_size)
-            r = run_mode(model, device, cfg.vocab_size, args.prompt_len, args.new_tokens, impls)
+            graph = label.startswith("new+graph")
+            try:
+                err = check_cache_consistency(model, device, cfg.vocab_size)
+                r = run_mode(model, device, cfg.vocab_size, args.prompt_len, args.new_tokens, impls, graph)
+            except Exception as e:  # noqa: BLE001 - a failed graph capture must not lose the other figures
+                if not graph:
+                    raise
+                print(f"[{label}{mode}] failed: {type(e).__name__}: {e}", flush=True)
+                continue
             r["cache_check_rel_err"] = err
             results[label + mode] = r
             print(f"[{label}{mode}] cache check rel err {err:.2e}; prefill {r['prefill_s']:.2f} s; decode median "
@@ -228,6 +252,13 @@ def main() -> None:
             print(f"[{mode}] new vs old MoE: last-prompt-token relative logit difference {rel_on:.2e}; greedy tokens "
                   f"equal at {same_on}/{args.new_tokens} steps; prefill {o['prefill_s'] / n['prefill_s']:.1f}x, "
                   f"decode {o['decode_ms_median'] / n['decode_ms_median']:.1f}x faster")
+            gr = results.get("new+graph " + mode)
+            if gr is not None:
+                rel_g = float((gr["step_logits"] - n["step_logits"]).norm() / n["step_logits"].norm())
+                same_g = sum(a == b for a, b in zip(n["tokens"], gr["tokens"], strict=True))
+                print(f"[{mode}] graph vs eager (new MoE): first decode step relative logit difference {rel_g:.2e}; "
+                      f"greedy tokens equal at {same_g}/{args.new_tokens}; capture {gr['capture_s']:.2f} s; decode "
+                      f"{o['decode_ms_median'] / gr['decode_ms_median']:.1f}x faster than old")
         results["dense"], results["dsa"] = results["new dense"], results["new dsa"]
     ref_rel = None
     if args.backend != "reference":
@@ -261,7 +292,8 @@ def main() -> None:
           f"tokens, top-k {cfg.sa_config.topk if cfg.sa_config else '-'}); greedy tokens equal at "
           f"{same}/{args.new_tokens} steps")
     if args.json:
-        out = {k: {kk: vv for kk, vv in v.items() if kk != "first_logits"} for k, v in results.items()}
+        out = {k: {kk: vv for kk, vv in v.items() if kk not in ("first_logits", "step_logits")}
+               for k, v in results.items()}
         if moe_check is not None:
             out["moe_check"] = {f"{k[0]} N={k[1]}": v for k, v in moe_check.items()}
         out.update(preset=args.preset, dtype=args.dtype, backend=args.backend, prompt_len=args.prompt_len,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from keye_agent.model import moe, ops
+from keye_agent.model import moe, ops, static_decode
 from keye_agent.model.config import KeyeConfig
 from keye_agent.model.rope import apply_rope
 
@@ -83,13 +83,20 @@ class Attention(nn.Module):
         self.scale = self.head_dim**-0.5
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...], start: int, sparse: bool,
-                kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> torch.Tensor:
-        """x [B,T,hidden]; rope = (cos, sin, index_cos, index_sin); kv = this layer's cache views [B,S_max,...]."""
+                kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
+                pos: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B,T,hidden]; rope = (cos, sin, index_cos, index_sin); kv = this layer's cache views [B,S_max,...].
+
+        With ``pos`` (a [1] int64 device tensor; T == 1 and kv given) the step runs with fixed shapes over the whole
+        cache (``static_decode``), so it can be captured in a CUDA graph; ``start`` is then ignored.
+        """
         B, T, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim))
         k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv, self.head_dim))
         v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim)
         q, k = apply_rope(q, rope[0], rope[1]), apply_rope(k, rope[0], rope[1])
+        if pos is not None:
+            return self.o_proj(self._static_step(x, q, k, v, rope, pos, sparse, kv).reshape(B, T, -1))
         end = start + T
         if kv is not None:
             kv[0][:, start:end] = k
@@ -106,6 +113,20 @@ class Attention(nn.Module):
         else:
             out = ops.dense_attention(q, k, v, start, self.scale)
         return self.o_proj(out.reshape(B, T, self.n_heads * self.head_dim))
+
+    def _static_step(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     rope: tuple[torch.Tensor, ...], pos: torch.Tensor, sparse: bool,
+                     kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> torch.Tensor:
+        if kv is None or q.shape[1] != 1:
+            raise ValueError("Attention: the fixed-shape step (pos given) needs a cache and exactly one new token")
+        static_decode.write_at(kv[0], pos, k)
+        static_decode.write_at(kv[1], pos, v)
+        if sparse and self.sa_indexer is not None:
+            assert kv[2] is not None
+            iq, iw, ik = self.sa_indexer(x, rope[2], rope[3])
+            static_decode.write_at(kv[2], pos, ik)
+            return static_decode.decode_sparse(q, kv[0], kv[1], iq, iw, kv[2], pos, self.topk, self.scale)
+        return static_decode.decode_dense(q, kv[0], kv[1], pos, self.scale)
 
 
 class Experts(nn.Module):
@@ -150,6 +171,7 @@ class DecoderLayer(nn.Module):
         self.mlp = SparseMoe(config)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...], start: int, sparse: bool,
-                kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, start, sparse, kv)
+                kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
+                pos: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, start, sparse, kv, pos)
         return x + self.mlp(self.post_attention_layernorm(x))

@@ -88,3 +88,24 @@ class KeyeForCausalLM(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
+
+    def decode_static(self, input_ids: torch.Tensor, pos: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+        """One decode step with fixed shapes (CUDA-graph capturable): logits [B, 1, V] float32.
+
+        input_ids [B, 1] go to slot ``pos`` (a [1] int64 tensor on the model's device) of every layer's cache, and
+        attend over slots 0..pos. It neither checks nor advances ``cache.length``: ``graph.DecodeGraph`` does both.
+        """
+        B = input_ids.shape[0]
+        cfg = self.config
+        positions = pos.view(1, 1, 1).expand(3, B, 1)
+        cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.mrope_section)
+        rope: tuple[torch.Tensor, ...] = (cos, sin)
+        sparse = self._sparse
+        if cfg.sa_config is not None and sparse:
+            sa = cfg.sa_config
+            rope += rope_cos_sin(positions, sa.indexer_head_dim, cfg.rope_theta,
+                                 sa.index_mrope_section(cfg.head_dim, cfg.mrope_section))
+        x = self.model.embed_tokens(input_ids)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, rope, 0, sparse, cache.layer(i), pos)
+        return self.lm_head(self.model.norm(x)).float()

@@ -1,0 +1,76 @@
+"""A one-token decode step replayed as a CUDA graph (eager on other devices), bound to one model and one cache.
+
+Eager decode is bound by Python and kernel-launch overhead (hundreds of small kernels per token); a captured graph
+launches them all at once. The step runs ``KeyeForCausalLM.decode_static`` (fixed shapes, position in a device
+tensor); the prefill still runs through the regular forward.
+
+    step = DecodeGraph(model, cache)         # after (or before) the prefill; captures on CUDA
+    logits = step(token_ids)                 # [B, 1] -> [B, 1, V] float32; advances the cache by one
+
+The graph holds the cache's tensors and the model's mode (dense or DSA) at capture: build a new DecodeGraph for
+another cache or after ``set_sparse``. The returned logits live in a buffer overwritten by the next step.
+MoE layers must run a path without host syncs (``moe`` "auto" on CUDA bfloat16 picks the grouped GEMM).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from keye_agent.model.cache import StaticCache
+from keye_agent.model.model import KeyeForCausalLM
+
+__all__ = ["DecodeGraph"]
+
+
+class DecodeGraph:
+    """Captured decode step for ``model`` and ``cache``; ``use_graph=None`` captures on CUDA only."""
+
+    def __init__(self, model: KeyeForCausalLM, cache: StaticCache, use_graph: bool | None = None,
+                 warmup: int = 2) -> None:
+        device = model.model.embed_tokens.weight.device
+        if cache.k.device != device:
+            raise ValueError(f"DecodeGraph: cache on {cache.k.device} but model on {device}")
+        self.model, self.cache, self.sparse = model, cache, model.sparse
+        self.use_graph = device.type == "cuda" if use_graph is None else use_graph
+        if self.use_graph and device.type != "cuda":
+            raise ValueError("DecodeGraph: use_graph=True needs a CUDA model")
+        self.tokens = torch.zeros(cache.batch_size, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros(1, dtype=torch.long, device=device)
+        self.logits: torch.Tensor | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if self.use_graph:
+            self._capture(warmup)
+
+    @torch.inference_mode()
+    def _capture(self, warmup: int) -> None:
+        # Warm-up and capture write K/V at slot cache.length (or slot 0 of a full cache): a slot past the tokens
+        # held, which the next real step overwrites, so the cache's contents are unaffected.
+        self.pos.fill_(min(self.cache.length, self.cache.max_seq_len - 1))
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                self.model.decode_static(self.tokens, self.pos, self.cache)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self.model.decode_static(self.tokens, self.pos, self.cache)
+
+    @torch.inference_mode()
+    def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Append token_ids [B, 1] at position cache.length; return logits [B, 1, V] (float32)."""
+        if tuple(token_ids.shape) != tuple(self.tokens.shape):
+            raise ValueError(f"DecodeGraph: token_ids must be {tuple(self.tokens.shape)}, got {tuple(token_ids.shape)}")
+        if self.model.sparse != self.sparse:
+            raise ValueError("DecodeGraph: the model's sparse mode changed since capture; build a new DecodeGraph")
+        start = self.cache.reserve(1, self.sparse)  # checks room and complete index keys
+        self.tokens.copy_(token_ids)
+        self.pos.fill_(start)
+        if self.graph is not None:
+            self.graph.replay()
+            assert self.logits is not None
+            out = self.logits
+        else:
+            out = self.model.decode_static(self.tokens, self.pos, self.cache)
+        self.cache.advance(1, self.sparse)
+        return out
