@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from keye_agent._sync import run_sync
+from keye_agent.errors import ModelError
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk
 
 
@@ -57,3 +58,19 @@ class BaseBackend:
         if tools:
             total += approx_token_count(json.dumps(list(tools)))
         return total
+
+
+class StreamingBackend(BaseBackend):
+    """Base class of backends that produce their answer as a stream (local models): :meth:`agenerate` drains
+    :meth:`astream` and returns its final turn."""
+
+    async def agenerate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AssistantTurn:
+        turn: AssistantTurn | None = None
+        async for chunk in self.astream(messages, tools, settings):
+            if chunk.kind == "done":
+                turn = chunk.turn
+        if turn is None:
+            raise ModelError(f"backend {self.name!r} ended its stream without a final turn")
+        return turn

@@ -46,7 +46,7 @@ from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamC
 from ._hermes import StreamSplitter
 from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
-from .base import BaseBackend
+from .base import StreamingBackend
 from .parsing import parse_tool_calls
 
 __all__ = ["KeyeBackend"]
@@ -57,7 +57,7 @@ Post = Callable[[tuple[str, Any]], None]
 _CONTINUATION_SLACK = 16
 
 
-class KeyeBackend(BaseBackend):
+class KeyeBackend(StreamingBackend):
     """Keye-VL-2.0 through ``keye_agent.model``. See the module docstring.
 
     ``path_or_preset``: a checkpoint directory (config.json + safetensors, tokenizer.json) or a preset name
@@ -202,16 +202,6 @@ class KeyeBackend(BaseBackend):
         return len(self.tokenizer.encode(self._render_part(self._chat(messages), tool_list)))
 
     # ---- generation ------------------------------------------------------------------------------------------
-
-    async def agenerate(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
-    ) -> AssistantTurn:
-        turn: AssistantTurn | None = None
-        async for chunk in self.astream(messages, tools, settings):
-            if chunk.kind == "done":
-                turn = chunk.turn
-        assert turn is not None
-        return turn
 
     async def astream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings

@@ -27,7 +27,7 @@ from keye_agent.errors import ConfigError
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._hermes import StreamSplitter, hermes_messages, message_text, native_messages, tools_block
-from .base import BaseBackend
+from .base import StreamingBackend
 from .constrained import GrammarDecoder, ToolCallGrammar
 from .parsing import parse_tool_calls
 
@@ -79,7 +79,7 @@ def export_gguf_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-class TransformersBackend(BaseBackend):
+class TransformersBackend(StreamingBackend):
     """A local causal LM through transformers. ``path``: a checkpoint directory or a ``.gguf`` file.
 
     ``tool_choice`` has the OpenAI meaning. ``constrained``: hold tool calls to the tools' schemas with xgrammar
@@ -181,16 +181,6 @@ class TransformersBackend(BaseBackend):
         return total
 
     # ---- generation ------------------------------------------------------------------------------------------
-
-    async def agenerate(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
-    ) -> AssistantTurn:
-        turn: AssistantTurn | None = None
-        async for chunk in self.astream(messages, tools, settings):
-            if chunk.kind == "done":
-                turn = chunk.turn
-        assert turn is not None
-        return turn
 
     async def astream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
