@@ -54,3 +54,22 @@ def test_decode_graph_checks_its_inputs(make_tiny) -> None:
         step(torch.zeros(1, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="needs a CUDA model"):
         DecodeGraph(model, cache, use_graph=True)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_generate_with_decode_graph_gives_the_same_tokens(make_tiny, sparse) -> None:
+    """generate(decode_graph=True) runs the fixed-shape step (eager on CPU): same greedy tokens, also on a kept cache."""
+    from keye_agent.model import generate
+
+    model = make_tiny(seed=4, sa_config={"topk": 4})
+    model.set_sparse(sparse)
+    prompt = torch.randint(0, model.config.vocab_size, (7,), generator=torch.Generator().manual_seed(9)).tolist()
+    want = generate(model, prompt, 6, stop_token_ids=[])
+    got = generate(model, prompt, 6, stop_token_ids=[], decode_graph=True)
+    assert got.token_ids == want.token_ids and len(got.token_ids) == 6
+    cache = model.new_cache(1, 32)
+    first = generate(model, prompt, 3, stop_token_ids=[], cache=cache, decode_graph=True)
+    assert first.token_ids == want.token_ids[:3]
+    # Reuse the kept prefix (the cache holds the prompt and two generated tokens).
+    again = generate(model, prompt + first.token_ids, 3, stop_token_ids=[], cache=cache, decode_graph=True)
+    assert again.token_ids == want.token_ids[3:6]
