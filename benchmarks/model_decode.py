@@ -186,6 +186,39 @@ def check_moe_paths(model, device, sizes=(1, 8, 512, 4096)) -> tuple[dict, str |
     return out, grouped_err
 
 
+@torch.inference_mode()
+def profile_graph_decode(model, device, vocab: int, prompt_len: int, steps: int = 20) -> None:
+    """Graph decode per MoE path (grouped, gather) and mode: median ms/token, then the top kernels of 5 replays."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    prompt = torch.randint(0, vocab, (1, prompt_len), generator=g).to(device)
+    for mode in ("dense", "dsa"):
+        model.set_sparse(mode == "dsa")
+        for impl in ("grouped", "gather"):
+            moe.set_moe_impl(impl)
+            cache = model.new_cache(1, prompt_len + steps + 8)
+            tok = model(prompt, cache=cache, last_only=True)[:, -1].argmax(-1, keepdim=True)
+            step = DecodeGraph(model, cache)
+            times = []
+            for _ in range(steps):
+                sync(device)
+                t = time.perf_counter()
+                tok = step(tok)[:, -1].argmax(-1, keepdim=True)
+                sync(device)
+                times.append((time.perf_counter() - t) * 1e3)
+            print(f"[profile {mode}] graph decode with MoE {impl}: median {statistics.median(times):.2f} ms/token",
+                  flush=True)
+            if impl == "grouped" and device.type == "cuda":
+                from torch.profiler import ProfilerActivity, profile
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    for _ in range(5):
+                        tok = step(tok)[:, -1].argmax(-1, keepdim=True)
+                    sync(device)
+                print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70),
+                      flush=True)
+            del step, cache
+    moe.set_moe_impl("auto")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="keye-vl-2.0-30b-a3b")
@@ -197,6 +230,8 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the figures to this file")
     ap.add_argument("--compare-moe", action="store_true",
                     help="check the new MoE paths against the per-expert loop, then time old and new (CUDA)")
+    ap.add_argument("--profile-graph", action="store_true",
+                    help="only time the graph decode step per MoE path and list its top kernels, then exit")
     args = ap.parse_args()
     device = torch.device(args.device)
     ops.set_backend(args.backend)
@@ -216,6 +251,9 @@ def main() -> None:
     print(f"weights {weight_bytes / 2**30:.2f} GiB, cache for {args.prompt_len + args.new_tokens} tokens "
           f"{cache_bytes / 2**20:.1f} MiB, active bytes per decode token {active / 1e9:.2f} GB")
 
+    if args.profile_graph:
+        profile_graph_decode(model, device, cfg.vocab_size, args.prompt_len)
+        return
     variants = {"": ("auto", "auto")}
     moe_check = None
     if args.compare_moe:
