@@ -194,9 +194,10 @@ def profile_graph_decode(model, device, vocab: int, prompt_len: int, steps: int 
     for mode in ("dense", "dsa"):
         model.set_sparse(mode == "dsa")
         for impl in ("grouped", "gather"):
-            moe.set_moe_impl(impl)
+            moe.set_moe_impl("auto")
             cache = model.new_cache(1, prompt_len + steps + 8)
             tok = model(prompt, cache=cache, last_only=True)[:, -1].argmax(-1, keepdim=True)
+            moe.set_moe_impl(impl)  # the decode step's MoE path (captured into the graph)
             step = DecodeGraph(model, cache)
             times = []
             for _ in range(steps):

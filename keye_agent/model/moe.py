@@ -13,7 +13,8 @@
 
 ``set_moe_impl("auto" | "loop" | "grouped" | "gather")`` picks one for every ``SparseMoe``; "auto" (the default) uses
 ``grouped`` where ``torch._grouped_mm`` supports the tensors (CPU; CUDA in bfloat16), ``gather`` for at most
-``GATHER_MAX_ROWS`` rows elsewhere, and ``loop`` otherwise.
+``GATHER_MAX_ROWS`` (token, slot) rows elsewhere, and ``loop`` otherwise. "gather" applies to at most
+``GATHER_MAX_ROWS`` rows; larger batches take the "auto" choice.
 """
 
 from __future__ import annotations
@@ -133,6 +134,10 @@ def experts(x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor, gate_u
             down: torch.Tensor) -> torch.Tensor:
     """Dispatch to the implementation chosen by ``set_moe_impl`` (see the module docstring for "auto")."""
     name = _impl
+    if name == "gather" and chosen.numel() > GATHER_MAX_ROWS:
+        # Gathering copies k expert matrices per token: past a handful of rows (a prefill) it would need
+        # gigabytes, so larger batches take the automatic choice even when "gather" is set.
+        name = "auto"
     if name == "auto":
         if _grouped_ok(x, gate_up):
             name = "grouped"

@@ -75,3 +75,22 @@ def test_set_moe_impl_rejects_unknown_name() -> None:
     with pytest.raises(ValueError, match="must be one of"):
         moe.set_moe_impl("fast")
     assert moe.get_moe_impl() == "auto"
+
+
+def test_forced_gather_leaves_large_batches_to_auto() -> None:
+    """set_moe_impl("gather") must not gather expert weights for a prefill-sized batch (it would need gigabytes)."""
+    x, chosen, weights, gate_up, down = _inputs(40, 16, 8, 8, 2, seed=1)  # 80 rows > GATHER_MAX_ROWS
+    ref = moe.experts_loop(x, chosen, weights, gate_up, down)
+    calls = []
+    original = moe._IMPLS["gather"]
+    moe._IMPLS["gather"] = lambda *a: calls.append(1) or original(*a)
+    try:
+        moe.set_moe_impl("gather")
+        got = moe.experts(x, chosen, weights, gate_up, down)
+        assert calls == []
+        moe.experts(x[:2], chosen[:2], weights[:2], gate_up, down)  # 4 rows: gathered
+        assert calls == [1]
+    finally:
+        moe._IMPLS["gather"] = original
+        moe.set_moe_impl("auto")
+    assert float((got - ref).norm() / ref.norm()) < 1e-5
