@@ -71,17 +71,22 @@ class SandboxPool:
                 self._cond.notify_all()
             return
         with self._cond:
-            self._starting -= 1
-            self._failures = 0
-            self.last_error = None
-            if self._closed:
-                keep = False
-            else:
+            keep = not self._closed
+            if keep:
+                self._starting -= 1
+                self._failures = 0
+                self.last_error = None
                 self._ready.append(sb)
-                keep = True
-            self._cond.notify_all()
+                self._cond.notify_all()
         if not keep:
-            sb.close()
+            # the pool closed while this one started: remove it before it stops counting as "starting", so that
+            # close() returns only once no container of the pool is left
+            try:
+                sb.close()
+            finally:
+                with self._cond:
+                    self._starting -= 1
+                    self._cond.notify_all()
 
     def acquire(self, timeout: float | None = None) -> DockerSandbox:
         """A started sandbox; the caller owns it and must close it. Waits for one being started, or starts one."""
@@ -128,14 +133,22 @@ class SandboxPool:
                     raise SandboxError(f"pool did not fill within {timeout} s")
                 self._cond.wait(left)
 
-    def close(self) -> None:
-        """Close the waiting sandboxes; ones being started close as soon as they are up. Idempotent."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Close the waiting sandboxes, and wait (up to ``timeout`` s) for the ones being started, which close as soon
+        as they are up: on return no container of this pool is left. Idempotent."""
         with self._cond:
             self._closed = True
             ready, self._ready = list(self._ready), deque()
             self._cond.notify_all()
         for sb in ready:
             sb.close()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._starting > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
 
     def __enter__(self) -> SandboxPool:
         return self

@@ -134,3 +134,15 @@ def test_pool_reports_start_failures(engine: None) -> None:
 
 def test_current_image_is_the_recipe_tag(engine: None) -> None:
     assert default_image().startswith("keye-sandbox:") and len(default_image().split(":")[1]) == 12
+
+
+def test_closing_a_pool_while_it_starts_sandboxes_leaves_no_container(engine: None) -> None:
+    """close() returns only after the sandboxes still starting have come up and been removed."""
+    def mine() -> set[str]:
+        return {c.name for c in list_sandboxes() if c.owner_pid == os.getpid()}
+
+    before = mine()
+    pool = SandboxPool(size=3)
+    time.sleep(0.3)  # the filler has started its sandboxes; none is ready yet (a cold start takes ~0.5 s)
+    pool.close()
+    assert mine() <= before
