@@ -1,6 +1,7 @@
 """The decode engine of the Keye backend: one KV cache that remembers which tokens it holds, so a new prompt
 prefills only what follows its longest common prefix with the last one, and a decode loop with optional grammar
-masking.
+masking. With ``decode_graph`` the one-token steps run through ``model.graph.DecodeGraph`` (a CUDA graph on CUDA,
+the same fixed-shape step eagerly elsewhere); the prefill keeps the regular forward.
 
 Pure torch and ``keye_agent.model``: no pydantic here, so benchmarks can drive it on a bare GPU machine.
 """
@@ -16,6 +17,7 @@ from typing import Protocol
 import torch
 
 from keye_agent.model.cache import StaticCache
+from keye_agent.model.graph import DecodeGraph
 from keye_agent.model.model import KeyeForCausalLM
 from keye_agent.model.sampling import SamplingParams, sample_next
 
@@ -39,14 +41,27 @@ class PrefixCache:
     ``prepare(prompt, total)`` keeps the longest common prefix of the held ids and ``prompt`` (``StaticCache.truncate``)
     and makes room for ``total`` tokens: the first allocation holds ``min_capacity`` tokens (or ``total``), later ones
     double (copying the kept prefix), up to ``limit``.
+    ``decode_graph``: run one-token steps through a :class:`DecodeGraph` bound to the current cache, one per
+    dense/DSA mode, built on the first step that needs it (capture costs a fraction of a second on CUDA) and dropped
+    when the cache is reallocated (the graph holds the old buffers). Each graph step attends over the whole
+    allocated cache (it grows by doubling and never shrinks, so a slot that once held a long conversation stays
+    that costly per token).
     Not thread-safe: the backend holds its lock around every use.
     """
 
-    def __init__(self, model: KeyeForCausalLM, limit: int, min_capacity: int = _MIN_CAPACITY) -> None:
+    def __init__(self, model: KeyeForCausalLM, limit: int, min_capacity: int = _MIN_CAPACITY,
+                 decode_graph: bool = False) -> None:
         self.model = model
         self.limit = limit
         self.min_capacity = min_capacity
+        self.decode_graph = decode_graph
         self.cache: StaticCache | None = None
+        self._graphs: dict[bool, DecodeGraph] = {}
+        """The decode graphs of ``cache``, by sparse mode."""
+        self.graph_builds = 0
+        """DecodeGraphs built (captured on CUDA) so far: one per cache allocation and mode used."""
+        self.graph_steps = 0
+        """One-token steps run through a DecodeGraph so far."""
         self.ids: list[int] = []
         """The token ids whose K/V (and index keys) the cache holds, in order; len(ids) == cache.length."""
         self.prompt_len = 0
@@ -74,6 +89,7 @@ class PrefixCache:
         cap = max(self.min_capacity, total, 2 * old.max_seq_len if old is not None else 0)
         cap = min(cap, self.limit)
         # Free the old buffers before allocating when nothing is kept: two caches of a long context may not fit.
+        self._graphs.clear()
         if keep == 0:
             self.cache = old = None
         new = self.model.new_cache(1, cap)
@@ -92,12 +108,29 @@ class PrefixCache:
         device = self.model.model.embed_tokens.weight.device
         x = torch.tensor([list(ids)], dtype=torch.long, device=device)
         try:
-            logits = self.model(x, cache=self.cache, last_only=True)[0, -1]
+            if self.decode_graph and len(ids) == 1:
+                # The logits live in the graph's output buffer: the caller may mask them in place, the next replay
+                # rewrites the whole buffer.
+                logits = self._graph()(x)[0, -1]
+                self.graph_steps += 1
+            else:
+                logits = self.model(x, cache=self.cache, last_only=True)[0, -1]
         except BaseException:
             self.reset()  # a pass that failed half-way leaves no trustworthy state
             raise
         self.ids.extend(ids)
         return logits
+
+    def _graph(self) -> DecodeGraph:
+        """The decode graph of the current cache and sparse mode (built now if missing)."""
+        assert self.cache is not None
+        sparse = self.model.sparse
+        g = self._graphs.get(sparse)
+        if g is None or g.cache is not self.cache:
+            # Capture writes at slot cache.length, past the held tokens (prepare made room for the step).
+            g = self._graphs[sparse] = DecodeGraph(self.model, self.cache)
+            self.graph_builds += 1
+        return g
 
     def reset(self) -> None:
         """Forget every held token (the memory stays allocated)."""

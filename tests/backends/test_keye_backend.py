@@ -171,6 +171,65 @@ def test_prefix_cache_grows_and_keeps_the_prefix(tiny_model):
     assert warm.cache.max_seq_len >= len(second) + 8 and len(warm.ids) == warm.cache.length
 
 
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_decode_graph_gives_the_same_tokens_with_prefix_reuse(tok_dir, sparse):
+    """decode_graph=True (on the CPU DecodeGraph runs its fixed-shape step eagerly, what CUDA captures): the greedy
+    tokens and reused prefixes of a three-step conversation equal those of the regular step, dense and DSA that
+    really selects (top-k 24); one graph serves every call on the kept cache. CPU default: off."""
+    config = KeyeConfig.from_name("tiny").replace(sa_config={"topk": 24})
+    model = build_model(config, device="cpu", dtype=torch.float32, seed=3)
+    assert make_backend(model, tok_dir).decode_graph is False
+    graph = make_backend(model, tok_dir, constrained=False, sparse=sparse, decode_graph=True)
+    got = run_conversation(graph, 3)
+    want = run_conversation(make_backend(model, tok_dir, constrained=False, sparse=sparse, decode_graph=False), 3)
+    assert got == want
+    assert got[1][0] == 0 and all(r > 100 for r in got[1][1:])
+    pc = graph._caches[0]
+    assert pc.graph_builds == 1 and pc.graph_steps >= sum(len(t) - 1 for t in got[0]) > 0
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_decode_graph_is_rebuilt_when_the_cache_grows(sparse):
+    """A cache that starts at 16 tokens is reallocated (prefix copied) on the second call: its graph is built again
+    for the new buffers, and the tokens equal those of the regular step; a call that fits keeps the graph."""
+    config = KeyeConfig.from_name("tiny").replace(sa_config={"topk": 24})
+    model = build_model(config, device="cpu", dtype=torch.float32, seed=5)
+    model.set_sparse(sparse)
+    rng = torch.Generator().manual_seed(1)
+    first = torch.randint(3, 600, (40,), generator=rng).tolist()
+    second = first + torch.randint(3, 600, (38,), generator=rng).tolist()  # 86 tokens with the answer: grows to 96
+    third = second[:60] + torch.randint(3, 600, (10,), generator=rng).tolist()  # fits in 96
+    runs = {}
+    for flag in (True, False):
+        pc = PrefixCache(model, limit=4096, min_capacity=16, decode_graph=flag)
+        with torch.inference_mode():
+            out = [decode(pc, p, 8, SamplingParams(), [], valid_vocab=2048) for p in (first, second, third)]
+        runs[flag] = [(r.token_ids, r.reused_tokens) for r in out]
+        if flag:
+            assert pc.cache.max_seq_len == 96 and pc.graph_builds == 2 and pc.graph_steps == 3 * 7
+            assert pc._graphs[sparse].cache is pc.cache
+        else:
+            assert pc.graph_builds == pc.graph_steps == 0
+    assert runs[True] == runs[False]
+    assert [r for _, r in runs[True]] == [0, 40, 60]
+
+
+def test_decode_graph_keeps_constrained_calls_and_stop_strings(tiny_model, tok_dir):
+    """Grammar masking applies to the graph step's logits and stop strings cut as before: the same turns as with
+    the regular step (a required tool call, free text, and that text cut at a stop string)."""
+    turns = {}
+    for flag in (False, True):
+        backend = make_backend(tiny_model, tok_dir, decode_graph=flag, parallel_tool_calls=False)
+        call = backend.generate(conversation(), [LOOKUP], greedy(160, tool_choice="required"))
+        free = backend.generate(conversation(), None, greedy(30))
+        cut = backend.generate(conversation(), None, greedy(30, stop=[free.raw[5:8]]))
+        assert [c.name for c in call.tool_calls] == ["lookup"] and not call.parse_errors
+        assert cut.finish_reason == "stop" and len(cut.raw) < len(free.raw)
+        assert (backend._caches[0].graph_steps > 0) == flag
+        turns[flag] = [(t.raw, t.finish_reason, [(c.name, c.arguments) for c in t.tool_calls]) for t in (call, free, cut)]
+    assert turns[True] == turns[False]
+
 def test_concurrent_callers_are_served_one_at_a_time(tiny_model, tok_dir):
     """Tasks of one loop and plain threads at once: the model never runs two passes together, each caller gets
     exactly what it gets alone, and the event loop keeps running while the model works."""
