@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write all figures to this file")
     ap.add_argument("--warmup-steps", type=int, default=None, help="steps of the warm-up run (default: --steps)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--decode-graph", default="auto", choices=["auto", "on", "off"],
+                    help="one-token steps through the captured decode graph (auto: on for CUDA)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,7 +148,8 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the stand-in tokenizer's notice: this script states it below
         backend = KeyeBackend(args.preset, random_weights=True, device=args.device, dtype=dtype,
-                              tokenizer=args.tokenizer, constrained=False, sparse=False if args.dense else None)
+                              tokenizer=args.tokenizer, constrained=False, sparse=False if args.dense else None,
+                              decode_graph={"auto": None, "on": True, "off": False}[args.decode_graph])
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     build_s = time.perf_counter() - t0
@@ -155,6 +158,7 @@ def main() -> None:
     print(f"preset {args.preset}: {params / 1e9:.2f} B parameters, {wdtype}, random weights built in {build_s:.1f} s; "
           f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}); "
           f"ops {ops.get_backend()}; attention {'DSA' if backend.model.sparse else 'dense'}; "
+          f"decode graph {'on' if backend.decode_graph else 'off'}; "
           f"tokenizer {'stand-in BPE, ' if args.tokenizer is None else ''}{backend.tokenizer.vocab_size} ids; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; commit {commit()}", flush=True)
 
