@@ -18,7 +18,7 @@ What it does:
   gives a call that validates by construction;
 - prefix reuse: the KV cache (K, V and DSA index keys) of the previous call is kept, truncated to its longest common
   token prefix with the new prompt, so each planner step prefills only the tokens that are new;
-- decode graph (opt-in, ``decode_graph=True``): on CUDA each one-token decode step replays a captured CUDA graph
+- decode graph (on CUDA by default): each one-token decode step replays a captured CUDA graph
   (``model.graph.DecodeGraph``, one per cache slot and dense/DSA mode, captured again when the cache grows) instead
   of launching hundreds of kernels from Python; the prefill keeps the regular forward, and the tokens are those of the eager step;
 - concurrent callers (tasks of one event loop, several loops, threads) are served one at a time under a lock, never
@@ -74,8 +74,8 @@ class KeyeBackend(StreamingBackend):
     ``sparse``: force DSA on or off (default: on when the checkpoint has indexer weights). ``cache_slots``: how many
     conversations keep their prefix at once (each slot is a KV cache of its own; 1 suits one agent, more suit
     several agents sharing the backend, e.g. concurrent TAU2 tasks).
-    ``decode_graph``: run the one-token decode steps through ``DecodeGraph`` (opt-in, default off: the captured
-    step was measured on an H200 at the model level (12-19 ms/token) but not yet inside this backend; on the CPU
+    ``decode_graph``: run the one-token decode steps through ``DecodeGraph`` (default: on for a CUDA model, where it
+    was measured inside this backend on an H200 (benchmarks/RESULTS.md); off on the CPU, where it gains nothing and
     True runs the same fixed-shape step eagerly). On CUDA the MoE must take a path without host syncs (bfloat16,
     the default dtype there).
     ``constrained``: hold tool calls to the offered schemas with xgrammar (default on); ``parallel_tool_calls=False``
@@ -137,7 +137,7 @@ class KeyeBackend(StreamingBackend):
         self._valid_vocab = min(self.tokenizer.vocab_size, self.vocab_size)
         if cache_slots < 1:
             raise ConfigError(f"cache_slots must be at least 1, got {cache_slots}")
-        self.decode_graph = bool(decode_graph)  # None and False: off until the captured step is verified here
+        self.decode_graph = self.device.type == "cuda" if decode_graph is None else bool(decode_graph)
         """Whether one-token decode steps run through ``DecodeGraph`` (a CUDA graph on CUDA)."""
         self._caches = [PrefixCache(model, self.context_window, decode_graph=self.decode_graph)
                         for _ in range(cache_slots)]
