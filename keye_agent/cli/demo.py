@@ -9,16 +9,15 @@ ramble, and the demo prints whatever it does.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from keye_agent.agent import Agent
 from keye_agent.tools import Tool
-from keye_agent.types import GenerationSettings, Message
+from keye_agent.types import GenerationSettings
 
 from .render import EventPrinter, trace_table
 
@@ -58,29 +57,12 @@ def demo_tools() -> list[Tool]:
     )]
 
 
-class FirstStepRequiresCall:
-    """Wraps a backend so that a task's first model call must call a tool (``tool_choice="required"``); later
-    calls use the agent's own choice. With grammar-constrained decoding the first call is then valid by
-    construction; a small model left to choose tends to answer from thin air instead of looking anything up."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.context_window = inner.context_window
-
-    def _settings(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationSettings:
-        if messages and messages[-1].role == "user" and not any(m.role == "tool" for m in messages):
-            return replace(settings, tool_choice="required")
-        return settings
-
-    async def agenerate(self, messages: Sequence[Message], tools: Any, settings: GenerationSettings) -> Any:
-        return await self.inner.agenerate(messages, tools, self._settings(messages, settings))
-
-    def astream(self, messages: Sequence[Message], tools: Any, settings: GenerationSettings) -> Any:
-        return self.inner.astream(messages, tools, self._settings(messages, settings))
-
-    def count_tokens(self, messages: Sequence[Message], tools: Any = None) -> int:
-        return self.inner.count_tokens(messages, tools)
+def demo_agent(backend: Any, max_steps: int = 4) -> Agent:
+    """The demo's agent. Its first step must call a tool (``first_tool_choice="required"``); later steps use the
+    default choice. With grammar-constrained decoding that first call is valid by construction; a small model left
+    to choose tends to answer from thin air instead of looking anything up."""
+    return Agent(backend, demo_tools(), instructions=DEMO_INSTRUCTIONS, max_steps=max_steps,
+                 settings=GenerationSettings(max_tokens=96, temperature=0.0), first_tool_choice="required")
 
 
 def demo(
@@ -92,7 +74,6 @@ def demo(
     save: Annotated[Path | None, typer.Option("--save", help="Save the trajectory as JSONL.")] = None,
 ) -> None:
     """Run a small lookup task end to end and print the trajectory (works offline with the demo model)."""
-    from keye_agent.agent import Agent
 
     from .main import drive
     from .models import resolve_model
@@ -105,8 +86,7 @@ def demo(
                       "xgrammar. A 135M model is for offline smoke runs; answers may be wrong.[/]")
     console.print(f"[bold]task[/] {task}\n")
     # first step: a call is required (the grammar guarantees a valid one); then the model may answer freely
-    agent = Agent(FirstStepRequiresCall(backend), demo_tools(), instructions=DEMO_INSTRUCTIONS, max_steps=max_steps,
-                  settings=GenerationSettings(max_tokens=96, temperature=0.0))
+    agent = demo_agent(backend, max_steps)
     result = drive(agent, task, EventPrinter(console, show_steps=True))
     console.print()
     console.print(trace_table(result.trajectory))

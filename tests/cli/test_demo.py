@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keye_agent.agent import Agent
 from keye_agent.backends.scripted import ScriptedBackend
-from keye_agent.cli.demo import DIRECTORY, FirstStepRequiresCall, demo_tools, lookup_person
+from keye_agent.cli.demo import DIRECTORY, demo_agent, lookup_person
 from keye_agent.cli.main import main
 from keye_agent.types import Trajectory
 
@@ -25,7 +24,7 @@ def test_lookup_tool() -> None:
 def test_first_step_requires_a_call_then_the_agents_choice() -> None:
     scripted = ScriptedBackend(['<tool_call>\n{"name": "lookup_person", "arguments": {"name": "Ana Lima"}}\n'
                                 "</tool_call>", "Her extension is 4821."])
-    result = Agent(FirstStepRequiresCall(scripted), demo_tools()).run("extension of Ana Lima?")
+    result = demo_agent(scripted).run("extension of Ana Lima?")
     assert result.ok and [s.tool_choice for _, s in scripted.requests] == ["required", "auto"]
 
 
