@@ -347,6 +347,8 @@ class Agent:
 
     async def _guard(self, aw: Any, started: float) -> Any:
         """Await ``aw`` under the wall-clock budget (cancellation reaches it through the task)."""
+        # the task that runs this step: `stream()` drives the generator with a new task per event
+        self._task = asyncio.current_task()
         if self.max_wall_s is None:
             return await aw
         try:

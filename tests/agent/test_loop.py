@@ -339,3 +339,17 @@ def test_first_tool_choice_applies_to_the_first_step_only():
     be = ScriptedBackend([tc("lookup", code="OSL"), "Oslo Gardermoen."])
     Agent(be, [lookup], first_tool_choice="required").run("?")
     assert [s.tool_choice for _, s in be.requests] == ["required", "auto"]
+
+
+def test_cancel_reaches_a_running_tool_in_the_sync_stream_too():
+    async def hang(q: str) -> str:
+        await asyncio.sleep(30)
+        return "never"
+
+    t = Tool(name="hang", description="Hangs.", fn=hang, timeout_s=None, retries=0,
+             parameters={"type": "object", "properties": {"q": {"type": "string"}}})
+    agent = Agent(ScriptedBackend([tc("hang", q="a")]), [t])
+    threading.Timer(0.3, agent.cancel).start()
+    t0 = time.perf_counter()
+    events = list(agent.stream("?"))
+    assert events[-1].result.status == "cancelled" and time.perf_counter() - t0 < 10
