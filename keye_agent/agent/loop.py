@@ -179,6 +179,7 @@ class Agent:
         consecutive_errors = 0
         failed_calls: dict[str, tuple[int, str]] = {}
         status: RunStatus = "max_steps"
+        rec: StepRecord | None = None
         final: str | None = None
         end_error: str | None = None
         step = 0
@@ -297,20 +298,20 @@ class Agent:
                 end_error = f"no final answer within {self.max_steps} steps"
         except _Budget as b:
             status, end_error = b.status, str(b)
-            self._close_step(traj, step, rec if "rec" in locals() else None, end_error)
+            self._close_step(traj, step, rec, end_error)
         except ContextWindowError as e:
             status, end_error = "max_tokens", str(e)
-            self._close_step(traj, step, rec if "rec" in locals() else None, end_error)
+            self._close_step(traj, step, rec, end_error)
         except ModelError as e:
             status, end_error = "model_error", f"{type(e).__name__}: {e}"
-            self._close_step(traj, step, rec if "rec" in locals() else None, end_error)
+            self._close_step(traj, step, rec, end_error)
         except asyncio.CancelledError:
             if not self._cancel.is_set():
                 raise
             if self._task is not None and self._task.cancelling():
                 self._task.uncancel()  # the cancel was ours and is handled: the caller's task goes on
             status, end_error = "cancelled", "cancelled by the user"
-            self._close_step(traj, step, rec if "rec" in locals() else None, end_error)
+            self._close_step(traj, step, rec, end_error)
 
         if end_error and status != "completed":
             yield ErrorEvent(step, "end", end_error)

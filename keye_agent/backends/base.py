@@ -18,10 +18,12 @@ def approx_token_count(text: str) -> int:
 
 class BaseBackend:
     """Base class of the shipped backends. Subclasses implement :meth:`agenerate` and may override
-    :meth:`astream` (the default streams the whole text as one delta) and :meth:`count_tokens`."""
+    :meth:`astream` (the default streams the text in pieces of ``stream_chunk_chars``) and :meth:`count_tokens`."""
 
     name: str = "backend"
     context_window: int = 32768
+    stream_chunk_chars: int | None = None
+    """The default stream's text deltas: pieces of this many characters (None: the whole text in one delta)."""
 
     async def agenerate(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
@@ -34,8 +36,9 @@ class BaseBackend:
         turn = await self.agenerate(messages, tools, settings)
         if turn.reasoning:
             yield StreamChunk("reasoning", turn.reasoning)
-        if turn.text:
-            yield StreamChunk("text", turn.text)
+        n = self.stream_chunk_chars or len(turn.text) or 1
+        for i in range(0, len(turn.text), n):
+            yield StreamChunk("text", turn.text[i:i + n])
         yield StreamChunk("done", turn=turn)
 
     def generate(

@@ -4,11 +4,11 @@ saved trajectories; it never pretends to be a real model (its name says "scripte
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from keye_agent.errors import ModelError
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Trajectory, Usage
+from keye_agent.types import AssistantTurn, GenerationSettings, Message, Trajectory, Usage
 
 from .base import BaseBackend
 
@@ -108,14 +108,3 @@ class ScriptedBackend(BaseBackend):
                 count_text_tokens(c.name) + count_text_tokens(repr(c.arguments)) for c in turn.tool_calls)
         turn.usage = Usage(prompt_tokens=self.count_tokens(messages, tools), completion_tokens=completion)
         return turn
-
-    async def astream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
-    ) -> AsyncIterator[StreamChunk]:
-        turn = await self.agenerate(messages, tools, settings)
-        if turn.reasoning:
-            yield StreamChunk("reasoning", turn.reasoning)
-        n = self.stream_chunk_chars
-        for i in range(0, len(turn.text), n):
-            yield StreamChunk("text", turn.text[i:i + n])
-        yield StreamChunk("done", turn=turn)
