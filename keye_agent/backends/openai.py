@@ -30,7 +30,7 @@ import httpx
 from keye_agent.errors import BackendConnectionError, ContextWindowError, redact, register_secret
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
-from ._openai_wire import DeltaRouter, TurnBuilder, request_body
+from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class OpenAIBackend(BaseBackend):
         parse_text_tool_calls: also parse ``<tool_call>``/``<think>`` markup the server left in the text (servers
             started without a tool-call parser).
     """
+
+    call_format = OPENAI_CALL_FORMAT
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from keye_agent.errors import (
     ToolTimeoutError,
     ToolValidationError,
 )
+from keye_agent.faults import tool_error_kind
 from keye_agent.types import ToolCall, ToolResult
 
 from ._pool import DaemonThreadPool
@@ -209,7 +210,7 @@ class ToolRegistry:
             msg += f" (after {attempts} attempts)"
         return ToolResult(
             call_id=call.id, name=call.name, ok=False, error=sanitize_message(msg), error_type=type(e).__name__,
-            duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
+            error_kind=tool_error_kind(e), duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
         )
 
     def _wait_for(self, exc: BaseException | None, attempt_number: int) -> float:
