@@ -17,6 +17,7 @@ Every error the package raises on purpose derives from :class:`KeyeAgentError`::
     │   └── ContextWindowError      the conversation cannot be fit into the model's window
     ├── SandboxError                the code sandbox could not start, run or clean up
     ├── SearchError                 a search backend failed
+    ├── TransientError              one failed attempt that a retry may fix (timeout, connection, 429, 5xx)
     ├── NetworkPolicyError          a URL refused by the network policy (private address, bad scheme)
     └── TrajectoryError             a trajectory file that cannot be read
 
@@ -152,6 +153,31 @@ class SandboxError(KeyeAgentError):
 
 class SearchError(KeyeAgentError):
     """A search backend failed (network unreachable, refused, rate limited after retries)."""
+
+
+class TransientError(KeyeAgentError):
+    """One failed attempt that waiting and trying again may fix: a timeout, a refused or dropped connection, HTTP
+    429 or 5xx. The retry helper (:mod:`keye_agent.retry`) retries it; callers turn the last one into their own
+    error (a search backend's SearchError, the OpenAI backend's BackendConnectionError) when retries run out.
+
+    ``retry_after``: seconds the server asked to wait (its Retry-After header), or None. ``kind``: "timeout",
+    "connection", "rate_limited" or "server_error". ``status_code``: the HTTP status, when there was one. Tools
+    mark the same faults with ``ToolExecutionError(transient=True)``, which the registry retries alike.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "connection",
+        retry_after: float | None = None,
+        status_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status_code = status_code
+        super().__init__(message, hint=hint)
 
 
 class NetworkPolicyError(KeyeAgentError):

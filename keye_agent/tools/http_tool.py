@@ -10,10 +10,8 @@ twice.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -21,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from keye_agent.errors import ToolExecutionError, shorten
+from keye_agent.retry import parse_retry_after
 
 from .base import Tool
 from .decoding import ACCEPT_ENCODING, DecodingError, read_decoded
@@ -82,22 +81,6 @@ class HttpSpec:
         if required:
             schema["required"] = required
         return schema
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _wire(value: Any) -> str:
