@@ -24,6 +24,7 @@ from keye_agent.errors import (
     ToolNotFoundError,
     ToolTimeoutError,
     ToolValidationError,
+    redact,
 )
 from keye_agent.retry import Backoff, Retrier, is_transient
 from keye_agent.types import ToolCall, ToolResult
@@ -175,8 +176,10 @@ class ToolRegistry:
                 finally:
                     attempts, outcome = retrier.attempts, retrier.outcome()
             content, attachments = render_output(value)
+            # where a result enters the conversation: whole (before any cut), so the trajectory, events and
+            # RunResult never hold a secret the tool echoed (an API that returns the request's headers)
             return ToolResult(
-                call_id=call.id, name=call.name, ok=True, content=content, attachments=attachments,
+                call_id=call.id, name=call.name, ok=True, content=redact(content), attachments=attachments,
                 duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
             )
         except ToolError as e:
