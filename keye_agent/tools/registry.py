@@ -257,3 +257,39 @@ class ToolRegistry:
 
     def dispatch_sync(self, calls: Sequence[ToolCall], *, approve: ApprovalCallback | None = None) -> list[ToolResult]:
         return run_sync(self.dispatch(calls, approve=approve))
+
+    # -- lifecycle: tools that own resources (a sandbox, a client session) release them here ------------------
+
+    def close(self) -> None:
+        """Close every tool (see :meth:`Tool.close`); idempotent. Every tool is closed even when one fails; then
+        the first failure is raised. Registries made by :meth:`with_tools` share tools, so closing either closes
+        them."""
+        errors = []
+        for t in list(self._tools.values()):
+            try:
+                t.close()
+            except Exception as e:  # noqa: BLE001 - the others must still be closed; the first is raised below
+                errors.append(e)
+        _raise_first(errors)
+
+    async def aclose(self) -> None:
+        """:meth:`close` for async code: async closers are awaited, sync ones run in a worker thread."""
+        results = await asyncio.gather(*(t.aclose() for t in list(self._tools.values())), return_exceptions=True)
+        _raise_first([r for r in results if isinstance(r, BaseException)])
+
+    def __enter__(self) -> ToolRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ToolRegistry:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _raise_first(errors: Sequence[BaseException]) -> None:
+    if errors:
+        raise errors[0]
