@@ -28,7 +28,7 @@ from keye_agent.errors import BackendConnectionError, ContextWindowError, Transi
 from keye_agent.retry import Backoff, Retrier, parse_retry_after
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
-from ._openai_wire import DeltaRouter, TurnBuilder, request_body
+from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class OpenAIBackend(BaseBackend):
         parse_text_tool_calls: also parse ``<tool_call>``/``<think>`` markup the server left in the text (servers
             started without a tool-call parser).
     """
+
+    call_format = OPENAI_CALL_FORMAT
 
     def __init__(
         self,
