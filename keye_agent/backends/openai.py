@@ -35,7 +35,7 @@ from keye_agent.errors import (
 from keye_agent.retry import Backoff, Retrier, parse_retry_after
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
-from ._openai_wire import DeltaRouter, TurnBuilder, request_body
+from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class OpenAIBackend(BaseBackend):
             an error event saying it cannot stream (llama-cpp-python: "Automatic streaming tool choice is not
             supported") gets the same request once more unstreamed, and later requests with tools go unstreamed.
     """
+
+    call_format = OPENAI_CALL_FORMAT
 
     def __init__(
         self,

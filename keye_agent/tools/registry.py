@@ -26,6 +26,7 @@ from keye_agent.errors import (
     ToolValidationError,
     redact,
 )
+from keye_agent.faults import tool_error_kind
 from keye_agent.retry import Backoff, Retrier, is_transient
 from keye_agent.types import ToolCall, ToolResult
 
@@ -198,7 +199,7 @@ class ToolRegistry:
             msg += f" ({outcome})"
         return ToolResult(
             call_id=call.id, name=call.name, ok=False, error=sanitize_message(msg), error_type=type(e).__name__,
-            duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
+            error_kind=tool_error_kind(e), duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
         )
 
     def _retrier(self, t: Tool) -> Retrier:
