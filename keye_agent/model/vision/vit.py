@@ -97,11 +97,9 @@ class Attention(nn.Module):
         out = torch.empty_like(q)
         for start, count, length in runs:
             end = start + count * length
-
-            def heads(t: torch.Tensor) -> torch.Tensor:
-                return t[start:end].view(count, length, self.n_heads, self.head_dim).transpose(1, 2)
-
-            o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v))  # [count, H, L, Dh]
+            qs, ks, vs = (t[start:end].view(count, length, self.n_heads, self.head_dim).transpose(1, 2)
+                          for t in (q, k, v))
+            o = F.scaled_dot_product_attention(qs, ks, vs)  # [count, H, L, Dh]
             out[start:end] = o.transpose(1, 2).reshape(count * length, self.n_heads, self.head_dim)
         return self.out_proj(out.reshape(N, -1))
 
