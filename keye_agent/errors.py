@@ -19,6 +19,7 @@ Every error the package raises on purpose derives from :class:`KeyeAgentError`::
     ├── SearchError                 a search backend failed
     ├── TransientError              one failed attempt that a retry may fix (timeout, connection, 429, 5xx)
     ├── NetworkPolicyError          a URL refused by the network policy (private address, bad scheme)
+    ├── MediaError                  an image or video that cannot be read, or is past its size budget
     └── TrajectoryError             a trajectory file that cannot be read
 
 The split that matters to the planner loop: subclasses of :class:`ToolError` and :class:`ModelOutputError` are
@@ -183,6 +184,17 @@ class TransientError(KeyeAgentError):
 
 class NetworkPolicyError(KeyeAgentError):
     """A URL refused by the network policy: a private/loopback/link-local address, or a bad scheme."""
+
+
+class MediaError(KeyeAgentError, ValueError):
+    """An image or video that cannot be used: unsupported or corrupt file, too large, past the token budget.
+
+    ``source`` names the input (a path, a URL, or "bytes"); secrets never appear in it (data URLs are cut).
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
 
 
 class TrajectoryError(KeyeAgentError):
