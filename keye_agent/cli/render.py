@@ -73,6 +73,7 @@ class EventPrinter:
         self._open_line = False  # streamed text without its closing newline yet
         self._streamed_text = False
         self._calls: dict[str, ToolCall] = {}
+        self._errors_shown: set[str] = set()
 
     def _end_line(self) -> None:
         if self._open_line:
@@ -126,6 +127,7 @@ class EventPrinter:
             self._end_line()
             if ev.kind != "tool":  # failed tools already have their red panel
                 c.print(Text(f"✗ {ev.kind}: {ev.message}", style="red"))
+                self._errors_shown.add(ev.message)
         elif isinstance(ev, Note):
             self._end_line()
             c.print(Text(f"note: {ev.message}", style="yellow"))
@@ -136,7 +138,7 @@ class EventPrinter:
                               border_style="bold", expand=False))
         elif isinstance(ev, RunFinished):
             self._end_line()
-            c.print(summary_line(ev.result))
+            c.print(summary_line(ev.result, with_error=ev.result.error not in self._errors_shown))
 
     def finish(self) -> None:
         if self.waiting is not None:
@@ -144,11 +146,12 @@ class EventPrinter:
         self._end_line()
 
 
-def summary_line(result: RunResult) -> Text:
+def summary_line(result: RunResult, *, with_error: bool = True) -> Text:
+    """Status, steps, tokens and time; and the error that ended the run, unless it was just printed."""
     u = result.usage
     text = (f"{result.status} · {result.steps} step{'s' * (result.steps != 1)} · {u.prompt_tokens} prompt + "
             f"{u.completion_tokens} completion tokens · {result.duration_s:.1f} s")
-    if result.error and not result.ok:
+    if result.error and not result.ok and with_error:
         text += f" · {result.error}"
     return Text(text, style="dim" if result.ok else "red")
 
