@@ -1,7 +1,7 @@
 """The one run driver of the CLI: `run`, `demo` and the REPL's turns all go through :func:`drive_async`.
 
-It feeds each event of the run to the printer and turns Ctrl-C into a cancellation of that run (status
-``cancelled``). In `run` a second Ctrl-C exits at once; in the REPL every Ctrl-C only cancels the turn, and the
+It starts a run of the agent (:meth:`Agent.new_run`, per-run limits as keywords), feeds each of its events to the
+printer and turns Ctrl-C into a cancellation of that run alone (status ``cancelled``). In `run` a second Ctrl-C exits at once; in the REPL every Ctrl-C only cancels the turn, and the
 session goes on.
 """
 
@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from keye_agent.agent import Agent
 from keye_agent.agent.events import Event, RunFinished
 from keye_agent.types import Message, RunResult
 
@@ -24,9 +25,11 @@ class Abandoned:
     work = False
 
 
-async def drive_async(agent: Any, task: str | Message, on_event: Callable[[Event], None] | None = None, *,
-                      history: Sequence[Message] | None = None, second_interrupt_exits: bool = True) -> RunResult:
+async def drive_async(agent: Agent, task: str | Message, on_event: Callable[[Event], None] | None = None, *,
+                      history: Sequence[Message] | None = None, second_interrupt_exits: bool = True,
+                      **limits: Any) -> RunResult:
     """Run ``task`` on ``agent``, calling ``on_event`` with each event; returns the run's result."""
+    run = agent.new_run(task, history=history, **limits)
     loop = asyncio.get_running_loop()
     pressed = 0
 
@@ -35,12 +38,12 @@ async def drive_async(agent: Any, task: str | Message, on_event: Callable[[Event
         pressed += 1
         if pressed > 1 and second_interrupt_exits:
             os._exit(130)
-        agent.cancel()
+        run.cancel()
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     result: RunResult | None = None
     try:
-        async for ev in agent.astream(task, history=history):
+        async for ev in run.events():
             if on_event is not None:
                 on_event(ev)
             if isinstance(ev, RunFinished):
@@ -53,9 +56,9 @@ async def drive_async(agent: Any, task: str | Message, on_event: Callable[[Event
     return result
 
 
-def drive(agent: Any, task: str | Message, on_event: Callable[[Event], None] | None = None, *,
-          history: Sequence[Message] | None = None) -> RunResult:
+def drive(agent: Agent, task: str | Message, on_event: Callable[[Event], None] | None = None, *,
+          history: Sequence[Message] | None = None, **limits: Any) -> RunResult:
     """:func:`drive_async` from sync code (the `run` and `demo` commands)."""
     from keye_agent._sync import run_sync
 
-    return run_sync(drive_async(agent, task, on_event, history=history))
+    return run_sync(drive_async(agent, task, on_event, history=history, **limits))

@@ -124,11 +124,12 @@ def run(
                                ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
     try:
         backend = build_model(mopts, err)
-        agent = Agent(backend, registry, instructions=system, max_steps=max_steps,
+        agent = Agent(backend, registry, instructions=system,
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                       approve=_approver(out, yes))
         waiting = Waiting(err)
-        result = drive(agent, task, waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting))
+        result = drive(agent, task, waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
+                       max_steps=max_steps)
         waiting.stop()
     finally:
         close_tools(registry)

