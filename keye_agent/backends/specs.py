@@ -60,7 +60,7 @@ def parse_model_spec(spec: str | ModelSpec, *, random_weights: bool = False) -> 
         raise ConfigError(f"--random-weights applies to Keye models only, not {parsed.text!r}",
                           hint="use --model keye:PRESET --random-weights")
     if parsed.kind == "keye" and parsed.name is not None:
-        _check_preset(parsed.name, random_weights)
+        check_keye_preset(parsed.name, random_weights)
     return parsed
 
 
@@ -106,7 +106,8 @@ def _parse(spec: str) -> ModelSpec:
                       hint=f"for a model behind an OpenAI-compatible server write --model openai:{spec}")
 
 
-def _check_preset(name: str, random_weights: bool) -> None:
+def check_keye_preset(name: str, random_weights: bool) -> None:
+    """A Keye preset name must be known, and (presets carry no weights) come with ``random_weights``."""
     try:
         from keye_agent.model.config import PRESETS
     except ImportError:
@@ -116,8 +117,8 @@ def _check_preset(name: str, random_weights: bool) -> None:
                           hint=f"presets: {', '.join(sorted(PRESETS))}; or give the checkpoint's directory")
     if not random_weights:
         raise ConfigError(f"preset {name!r} carries no weights",
-                          hint="add --random-weights (random_weights=True) for plumbing checks, or give a "
-                               "checkpoint directory")
+                          hint="pass --random-weights (random_weights=True) for plumbing checks, or load a "
+                               "checkpoint directory for real answers")
 
 
 def load_model(spec: str | ModelSpec, base_url: str | None = None, random_weights: bool = False,
