@@ -1,6 +1,6 @@
 """HTTP tools retried through the registry against a real loopback server answering 429/503 with Retry-After.
 
-The server (http.server in a thread on 127.0.0.1) plays back a script of answers, so each test states what the API
+The server (tests/tools/loopback.py: http.server in a thread on 127.0.0.1) plays back a script of answers, so each test states what the API
 says, in order, and checks what the registry made of it: how many requests, what the model is told.
 """
 
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import email.utils
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,50 +18,36 @@ import pytest
 from keye_agent.tools import ToolRegistry
 from keye_agent.tools.yaml_registry import load_registry
 from keye_agent.types import ToolCall, ToolResult
+from tests.tools.loopback import reply, serve
 
 Answer = tuple[int, dict[str, str], bytes]
 
 
 class ScriptedAPI:
-    """Answers each request with the next scripted (status, headers, body); the last one repeats."""
+    """Answers each request to /stock with the next scripted (status, headers, body); the last one repeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: str) -> None:
+        self.base = base
         self.script: list[Answer] = []
         self.requests: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                outer.requests.append(self.path)
-                status, headers, body = outer.script[min(len(outer.requests), len(outer.script)) - 1]
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_POST = do_GET  # noqa: N815
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def play(self, *answers: Answer) -> None:
-        self.script, self.requests = list(answers), []
+        self.script, self.requests[:] = list(answers), []
+
+    def route(self, h: BaseHTTPRequestHandler) -> None:
+        status, headers, body = self.script[min(len(self.requests), len(self.script)) - 1]
+        reply(h, status, body, {"Content-Type": "application/json", **headers})
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[ScriptedAPI]:
-    srv = ScriptedAPI()
-    thread = threading.Thread(target=srv.server.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.server.shutdown()
-    srv.server.server_close()
-    thread.join(5)
+    seen: list[str] = []
+    routes = {}
+    with serve(routes, seen) as base:
+        srv = ScriptedAPI(base)
+        srv.requests = seen
+        routes["/stock"] = srv.route
+        yield srv
 
 
 OK: Answer = (200, {}, b'{"stock": 3}')
@@ -117,7 +102,14 @@ def test_retry_after_longer_than_a_2s_tools_timeout_is_not_waited(api: ScriptedA
     r = _call(_registry(tmp_path, api.base, timeout_s=2))
     assert not r.ok and r.attempts == 1 and len(api.requests) == 1
     assert "429 Too Many Requests" in r.error and "the API asked to wait 30 s" in r.error
-    assert "not retried: the server asked to wait 30 s" in r.error
+    assert "not retried: the server asked to wait 30 s, more than the 2 s this call may wait" in r.error
+
+
+def test_retry_after_just_over_the_timeout_is_not_waited_either(api: ScriptedAPI, tmp_path: Path) -> None:
+    """The bound is the timeout the YAML gave (2 s), not the few seconds of margin the tool's outer limit has."""
+    api.play((503, {"Retry-After": "3"}, b'{"error": "busy"}'), OK)
+    r = _call(_registry(tmp_path, api.base, timeout_s=2))
+    assert not r.ok and r.attempts == 1 and "asked to wait 3 s, more than the 2 s" in r.error
 
 
 def test_post_answered_429_is_retried_as_nothing_was_applied(api: ScriptedAPI, tmp_path: Path) -> None:

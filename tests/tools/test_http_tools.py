@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from keye_agent.errors import ToolExecutionError, redact
-from keye_agent.store_api import create_app, serve_in_thread
+from keye_agent.tau.domains.store.api import create_app, serve_in_thread
 from keye_agent.tools.yaml_registry import load_registry
 from keye_agent.types import ToolCall
 
