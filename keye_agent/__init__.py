@@ -26,7 +26,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from keye_agent._logging import install_log_redaction
+
 __version__ = "0.1.0"
+
+install_log_redaction()  # secrets never reach a log handler, whichever the application installs
 
 # public name -> module that defines it (or (module, name there) for an alias)
 _EXPORTS: dict[str, str | tuple[str, str]] = {

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from keye_agent.faults import ToolErrorKind
 from keye_agent.tools import Tool, ToolRegistry
 from keye_agent.tools.registry import ApprovalCallback
 from keye_agent.types import ToolCall, ToolResult
@@ -66,7 +67,7 @@ async def run_turn_calls(
         prev = failed.get(key)
         if prev is not None:
             fixed[i] = ToolResult(call_id=c.id, name=c.name, ok=False, error_type="RepeatedCallError",
-                                  error=repeated_call_message(c, prev[0], prev[1]))
+                                  error_kind=ToolErrorKind.REPEATED, error=repeated_call_message(c, prev[0], prev[1]))
             continue
         t = registry.find(c.name)
         if key in first_of and t is not None and not t.mutates_state:

@@ -28,6 +28,21 @@ from keye_agent.types import (
 
 from .parsing import CLOSE, OPEN, THINK_CLOSE, THINK_OPEN, coerce_arguments, parse_tool_calls
 
+
+@dataclass(frozen=True)
+class OpenAICallFormat:
+    """Tool calls through the API's function calling (the request's ``tools`` field): the server turns the model's
+    calls into structured ``tool_calls``, so the model is never told about tags."""
+
+    name: str = "openai"
+
+    def how_to_call(self) -> str:
+        return ("Call a tool through function calling, with one of the tools you were given: its exact name, and "
+                "its arguments as one valid JSON object (double quotes, no trailing commas)")
+
+
+OPENAI_CALL_FORMAT = OpenAICallFormat()
+
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop", "eos": "stop", "tool_calls": "tool_calls", "function_call": "tool_calls", "length": "length",
     "content_filter": "error", "error": "error", "abort": "cancelled", "cancelled": "cancelled",

@@ -16,37 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import os
-import random
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 
-from keye_agent.errors import BackendConnectionError, ContextWindowError, redact, register_secret
+from keye_agent.errors import BackendConnectionError, ContextWindowError, TransientError, redact, register_secret
+from keye_agent.retry import Backoff, Retrier, parse_retry_after
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
-from ._openai_wire import DeltaRouter, TurnBuilder, request_body
+from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
-
-
-class _Retryable(Exception):
-    """One failed attempt that may be retried; ``error`` is what to raise when no attempt is left."""
-
-    def __init__(self, error: BackendConnectionError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-        self.message = redact(str(error.args[0]))  # without the hint, which the final error adds once
 
 
 class OpenAIBackend(BaseBackend):
@@ -63,12 +51,17 @@ class OpenAIBackend(BaseBackend):
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body (server-specific options).
         backoff_s: the first retry delay; it doubles per attempt (with jitter) up to ``max_backoff_s``.
-        max_backoff_s: the longest wait between attempts, ``Retry-After`` included.
+        max_backoff_s: the longest wait between attempts; a server whose ``Retry-After`` asks for more gets its
+            error raised at once.
+        deadline_s: the longest one call may take, counted from its first request: no wait between attempts is
+            taken that would end past it (each attempt is bounded by ``timeout``). None: only ``max_retries``.
         max_tokens_field: the request field for ``settings.max_tokens``: ``"max_tokens"`` (vLLM, SGLang,
             llama.cpp, Ollama) or ``"max_completion_tokens"`` (OpenAI's reasoning models refuse the former).
         parse_text_tool_calls: also parse ``<tool_call>``/``<think>`` markup the server left in the text (servers
             started without a tool-call parser).
     """
+
+    call_format = OPENAI_CALL_FORMAT
 
     def __init__(
         self,
@@ -83,6 +76,7 @@ class OpenAIBackend(BaseBackend):
         extra_body: dict[str, Any] | None = None,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        deadline_s: float | None = None,
         max_tokens_field: str = "max_tokens",
         parse_text_tool_calls: bool = True,
     ) -> None:
@@ -93,6 +87,7 @@ class OpenAIBackend(BaseBackend):
         self.max_retries = max(0, max_retries)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.deadline_s = deadline_s
         self.extra_body = dict(extra_body or {})
         self.parse_text_tool_calls = parse_text_tool_calls
         self.max_tokens_field = max_tokens_field
@@ -155,7 +150,11 @@ class OpenAIBackend(BaseBackend):
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
     ) -> AssistantTurn:
         body = self._body(messages, tools, settings, stream=False)
-        data = await self._with_retries(lambda: self._post_once(body))
+        retrier = self._retrier()
+        try:
+            data = await retrier.arun(lambda: self._post_once(body), on_retry=self._log_retry)
+        except TransientError as e:
+            raise self._final(e, retrier) from None
         choice = data["choices"][0]
         builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
         builder.add_message(choice.get("message") or {})
@@ -167,7 +166,7 @@ class OpenAIBackend(BaseBackend):
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
     ) -> AsyncIterator[StreamChunk]:
         body = self._body(messages, tools, settings, stream=True)
-        attempt = 0
+        retrier = self._retrier()
         while True:
             builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
             router = DeltaRouter()
@@ -183,16 +182,17 @@ class OpenAIBackend(BaseBackend):
                     yield StreamChunk(k, piece)  # type: ignore[arg-type]
                 yield StreamChunk("done", turn=self._estimate_usage(builder.build(), messages, tools))
                 return
-            except _Retryable as r:
+            except TransientError as r:
                 if yielded:
                     raise BackendConnectionError(
-                        f"{r.message} (the stream had already delivered {yielded} piece(s); not retried)",
-                        status_code=r.error.status_code, hint=r.error.hint,
+                        f"{r.args[0]} (the stream had already delivered {yielded} piece(s); not retried)",
+                        status_code=r.status_code, hint=r.hint,
                     ) from None
-                if attempt >= self.max_retries:
-                    raise self._final(r, attempt) from None
-                await self._sleep(attempt, r)
-                attempt += 1
+                wait = retrier.next_wait(r)
+                if wait is None:
+                    raise self._final(r, retrier) from None
+                self._log_retry(r, wait, retrier.attempts - 1)
+                await asyncio.sleep(wait)
 
     def _body(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings,
@@ -216,37 +216,26 @@ class OpenAIBackend(BaseBackend):
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 
-    async def _with_retries(self, once: Any) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return await once()
-            except _Retryable as r:
-                if attempt >= self.max_retries:
-                    raise self._final(r, attempt) from None
-                await self._sleep(attempt, r)
-                attempt += 1
+    def _retrier(self) -> Retrier:
+        backoff = Backoff(base_s=self.backoff_s, max_s=self.max_backoff_s, max_retry_after_s=self.max_backoff_s)
+        return Retrier(backoff, attempts=1 + self.max_retries, deadline_s=self.deadline_s)
 
-    def _final(self, r: _Retryable, attempt: int) -> BackendConnectionError:
-        tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
-        return BackendConnectionError(f"{r.message} (gave up after {tries})", status_code=r.error.status_code,
-                                      hint=r.error.hint)
+    def _final(self, r: TransientError, retrier: Retrier) -> BackendConnectionError:
+        """The error of the last attempt, saying how many were made (the hint is added once, here)."""
+        note = retrier.outcome() or "after 1 attempt"
+        note = f"gave up {note}" if note.startswith("after") else note
+        return BackendConnectionError(f"{r.args[0]} ({note})", status_code=r.status_code, hint=r.hint)
 
-    async def _sleep(self, attempt: int, r: _Retryable) -> None:
-        if r.retry_after is not None:
-            delay = min(max(r.retry_after, 0.0), self.max_backoff_s)
-        else:
-            delay = min(self.backoff_s * 2**attempt, self.max_backoff_s) * (0.5 + random.random() / 2)
-        log.warning("%s; retry %d of %d in %.2f s", r.message, attempt + 1, self.max_retries, delay)
-        await asyncio.sleep(delay)
+    def _log_retry(self, r: BaseException, wait: float, attempt: int) -> None:
+        log.warning("%s; retry %d of %d in %.2f s", redact(str(r.args[0])), attempt, self.max_retries, wait)
 
     async def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             resp = await self._client().post(self.url, json=body)
         except httpx.TimeoutException as e:
-            raise _Retryable(self._timeout_error(e)) from None
+            raise self._timeout_error(e) from None
         except httpx.TransportError as e:
-            raise _Retryable(self._transport_error(e)) from None
+            raise self._transport_error(e) from None
         if resp.status_code != 200:
             self._raise_for_status(resp.status_code, resp.headers, resp.text)
         try:
@@ -304,13 +293,13 @@ class OpenAIBackend(BaseBackend):
                         if text:
                             yield "text", text
         except httpx.TimeoutException as e:
-            raise _Retryable(self._timeout_error(e, events)) from None
+            raise self._timeout_error(e, events) from None
         except httpx.TransportError as e:
-            raise _Retryable(self._transport_error(e, events)) from None
+            raise self._transport_error(e, events) from None
         if not done and builder.finish is None:
-            raise _Retryable(BackendConnectionError(redact(
+            raise TransientError(redact(
                 f"the stream from {self.url} was cut after {events} event(s): the connection closed before "
-                "the server sent a finish_reason or [DONE]")))
+                "the server sent a finish_reason or [DONE]"))
 
     # -- errors ----------------------------------------------------------------------------------------------
 
@@ -318,25 +307,26 @@ class OpenAIBackend(BaseBackend):
         detail = _short(_error_text(_json_or_text(text)))
         msg = redact(f"{self.url} answered HTTP {status} for model {self.model!r}: {detail}")
         if status in _RETRY_STATUS or status >= 500:
-            raise _Retryable(BackendConnectionError(msg, status_code=status), _retry_after(headers.get("retry-after")))
+            raise TransientError(msg, kind="rate_limited" if status == 429 else "server_error", status_code=status,
+                                 retry_after=parse_retry_after(headers.get("retry-after")))
         if status == 400 and any(w in detail.lower() for w in _CONTEXT_WORDS):
             raise ContextWindowError(msg, hint="shorten the conversation or raise the server's context length")
         hints = {401: "check the API key (api_key= or OPENAI_API_KEY)", 403: "check the API key and its rights",
                  404: "check base_url (the API root, usually ending in /v1) and the model name"}
         raise BackendConnectionError(msg, status_code=status, hint=hints.get(status))
 
-    def _timeout_error(self, e: httpx.TimeoutException, events: int | None = None) -> BackendConnectionError:
+    def _timeout_error(self, e: httpx.TimeoutException, events: int | None = None) -> TransientError:
         where = "" if events is None else f" after {events} stream event(s)"
-        return BackendConnectionError(redact(
+        return TransientError(redact(
             f"{self.url} did not answer within the {self.timeout:g} s timeout{where} ({type(e).__name__})"),
-            hint="raise timeout= for long generations, or check that the server is up")
+            kind="timeout", hint="raise timeout= for long generations, or check that the server is up")
 
-    def _transport_error(self, e: httpx.TransportError, events: int | None = None) -> BackendConnectionError:
+    def _transport_error(self, e: httpx.TransportError, events: int | None = None) -> TransientError:
         if events:
-            return BackendConnectionError(redact(
+            return TransientError(redact(
                 f"the stream from {self.url} was cut after {events} event(s): {type(e).__name__}: {e}"))
-        return BackendConnectionError(redact(f"cannot reach {self.url}: {type(e).__name__}: {e}"),
-                                      hint="check that the server is running and base_url is right")
+        return TransientError(redact(f"cannot reach {self.url}: {type(e).__name__}: {e}"),
+                              hint="check that the server is running and base_url is right")
 
 
 def _completion(data: Any, url: str) -> dict[str, Any]:
@@ -347,21 +337,6 @@ def _completion(data: Any, url: str) -> dict[str, Any]:
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         raise BackendConnectionError(redact(f"{url} answered without choices: {_short(json.dumps(data))}"))
     return data
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _json_or_text(text: str) -> Any:

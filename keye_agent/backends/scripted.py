@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from keye_agent.errors import ModelError
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, Trajectory, Usage
+from keye_agent.types import AssistantTurn, CallFormat, GenerationSettings, Message, Trajectory, Usage
 
 from .base import BaseBackend
 
@@ -34,9 +34,13 @@ class ScriptedBackend(BaseBackend):
         ])
     """
 
+    call_format: CallFormat | None = None
+    """The tool-call format the planner loop words its corrections for (None: a neutral wording, no tags)."""
+
     def __init__(self, script: Iterable[ScriptItem], *, name: str = "scripted", context_window: int = 32768,
-                 stream_chunk_chars: int = 16) -> None:
+                 stream_chunk_chars: int = 16, call_format: CallFormat | None = None) -> None:
         self._script = list(script)
+        self.call_format = call_format
         self._pos = 0
         self.name = name
         self.context_window = context_window

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from keye_agent.errors import ConfigError, KeyeAgentError
+from keye_agent.errors import ConfigError, KeyeAgentError, redact
 
 from .render import EventPrinter, tools_table
 from .setup import (
@@ -279,7 +279,7 @@ def _print_error(e: BaseException) -> None:
         if e.hint:
             err.print(f"[dim]hint: {e.hint}[/]", highlight=False, soft_wrap=True)
     else:
-        err.print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {type(e).__name__}: {redact(str(e))}", highlight=False)
         err.print("[dim]hint: this looks like a bug; rerun with --debug for the traceback[/]", highlight=False)
 
 

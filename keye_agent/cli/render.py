@@ -146,6 +146,6 @@ def trace_table(traj: Trajectory) -> Table:
             said = "\n".join(([s.turn.text.strip()[:120]] if s.turn.text.strip() else []) + calls)
         results = "\n".join(f"{'✓' if r.ok else '✗'} {r.name}: {(r.content if r.ok else r.error or '')[:80]}"
                             for r in s.tool_results)
-        table.add_row(str(i), said, results, "\n".join(e[:120] for e in s.errors), f"{s.duration_s:.2f} s",
+        table.add_row(str(i), said, results, "\n".join(str(e)[:120] for e in s.errors), f"{s.duration_s:.2f} s",
                       str(s.usage.total_tokens))
     return table

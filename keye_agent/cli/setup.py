@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,11 +96,7 @@ def build_registry(opts: ToolOptions, extra: list[Tool] | None = None) -> ToolRe
 
 def close_tools(registry: ToolRegistry) -> None:
     """Close what tools hold open (the run_code sandbox session): no container outlives the command."""
-    for t in registry:
-        session = t.metadata.get("session")
-        close: Callable[[], Any] | None = getattr(session, "close", None)
-        if close is not None:
-            close()
+    registry.close()
 
 
 def build_model(opts: ModelOptions) -> ModelBackend:

@@ -86,7 +86,7 @@ def _split_ids(values: list[str] | None) -> list[str] | None:
 
 @app.command("run")
 def run(
-    domain: Annotated[str, typer.Option("--domain", help="mock, store, or the path of a domain folder")],
+    domain: Annotated[str, typer.Option("--domain", help="mock, airline, retail, store, or the path of a domain folder")],
     agent_model: Annotated[str, typer.Option("--agent-model", help="model spec, or oracle / idle")],
     user_model: Annotated[str, typer.Option("--user-model", help="model spec, or oracle")],
     num_trials: Annotated[int, typer.Option("--num-trials", min=1, help="trials per task (pass^1..pass^k)")] = 1,
