@@ -51,6 +51,7 @@ from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seed
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
 from .base import StreamingBackend
 from .parsing import parse_tool_calls
+from .specs import check_keye_preset
 
 __all__ = ["KeyeBackend"]
 
@@ -376,13 +377,7 @@ def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_wei
             loaded = load_checkpoint(path, device, dtype, load_vision=False)
             return loaded.model, loaded.tokenizer, path.name
         name = str(spec)
-        if name not in PRESETS:
-            raise ConfigError(f"{name!r} is neither a checkpoint directory nor a Keye preset",
-                              hint=f"presets: {', '.join(sorted(PRESETS))}; or give the checkpoint's directory")
-        if not random_weights:
-            raise ConfigError(f"preset {name!r} carries no weights",
-                              hint="pass random_weights=True (--random-weights) for plumbing checks, or load a "
-                                   "checkpoint directory for real answers")
+        check_keye_preset(name, random_weights)
         return build_model(name, device, dtype, random_weights=True, seed=seed), None, name
     except (ValueError, TypeError) as e:  # the model package raises these, naming the field, tensor and shard
         raise ConfigError(f"cannot load the Keye model from {spec}: {e}") from None
