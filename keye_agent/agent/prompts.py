@@ -13,7 +13,7 @@ FINAL_ANSWER_TOOL = "final_answer"
 
 NEUTRAL_HOW_TO_CALL = (
     "Write each tool call in the tool-calling format you were given, with the arguments as one valid JSON object "
-    "(double quotes, no trailing commas)"
+    "(double quotes, no trailing commas), or answer in plain text."
 )
 """How to call, for a backend that names no call format: it mentions no tags."""
 
@@ -43,9 +43,9 @@ def truncated_answer(offered: Collection[str]) -> str:
 
 
 def malformed_message(problems: list[str], how_to_call: str) -> str:
+    """What went wrong, then the backend's call format's own words on how to call (see ``CallFormat``)."""
     body = "\n".join(f"- {e}" for e in problems)
-    return (f"Your last reply contained a tool call that could not be parsed:\n{body}\n"
-            f"{how_to_call.rstrip('. ')}, or answer in plain text.")
+    return f"Your last reply contained a tool call that could not be parsed:\n{body}\n{how_to_call}"
 
 
 def final_rejected(objection: str) -> str:

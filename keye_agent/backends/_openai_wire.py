@@ -38,7 +38,7 @@ class OpenAICallFormat:
 
     def how_to_call(self) -> str:
         return ("Call a tool through function calling, with one of the tools you were given: its exact name, and "
-                "its arguments as one valid JSON object (double quotes, no trailing commas)")
+                "its arguments as one valid JSON object (double quotes, no trailing commas); or answer in plain text.")
 
 
 OPENAI_CALL_FORMAT = OpenAICallFormat()

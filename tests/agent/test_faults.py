@@ -52,7 +52,7 @@ class Tags:
     name: str = "tags"
 
     def how_to_call(self) -> str:
-        return "Write each call as <call>{json}</call>"
+        return "Write each call as <call>{json}</call>, or say so."
 
 
 def test_every_fault_kind_is_typed_in_the_record_and_its_event():
@@ -137,7 +137,9 @@ def test_hints_follow_the_error_class_not_its_name():
 
 def test_format_fault_wording_comes_from_the_backends_call_format():
     r = Agent(ScriptedBackend([BAD_CALL, "ok"], call_format=Tags()), [lookup]).run("?")
-    assert "Write each call as <call>{json}</call>, or answer in plain text." in r.trajectory.messages[2].text
+    said = r.trajectory.messages[2].text
+    assert said.startswith("Your last reply contained a tool call that could not be parsed:\n- ")
+    assert said.endswith("\nWrite each call as <call>{json}</call>, or say so.")  # the format's words, as they are
     r = Agent(ScriptedBackend([BAD_CALL, "ok"]), [lookup]).run("?")  # no format: a neutral wording
     fault = r.trajectory.steps[0].errors[0]
     assert isinstance(fault, MalformedOutput) and "tool-calling format you were given" in fault.message
