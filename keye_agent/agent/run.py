@@ -24,6 +24,7 @@ from keye_agent.types import (
     RunStatus,
     StepKind,
     StepRecord,
+    TextPart,
     Trajectory,
     Usage,
 )
@@ -277,6 +278,9 @@ class Run:
         rec.turn = turn
         rec.usage = turn.usage
         self.usage = self.usage + turn.usage
+        for note in turn.notes:  # the backend changed the input to fit (a subsampled video): say so, never silently
+            rec.notes.append(note)
+            yield Note(n, note)
 
         malformed = faults.malformed(turn.parse_errors, agent.model) if turn.parse_errors else None
         answer: str | None = None
@@ -334,7 +338,9 @@ class Run:
                 if note:
                     rec.notes.append(f"{call.name}: {note}")
                     yield Note(rec.index, f"{call.name}: {note}")
-                self.conv.append(Message.tool(call.id, call.name, content))
+                # images a tool returned (a sandbox plot) go back to the model beside its text
+                self.conv.append(Message.tool(call.id, call.name, [TextPart(text=content), *res.attachments]
+                                              if res.attachments else content))
             else:
                 key = call_key(call)
                 fault = faults.of_tool(call, res, self.failed_calls.get(key))
