@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 from urllib.parse import quote
 
 
@@ -97,7 +98,8 @@ class ToolValidationError(ToolError):
 
 
 class ToolExecutionError(ToolError):
-    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors)."""
+    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors), which the
+    registry retries like a :class:`TransientError`, waiting ``retry_after`` seconds when the server gave one."""
 
     def __init__(
         self, message: str, *, tool: str | None = None, transient: bool = False, retry_after: float | None = None
@@ -228,7 +230,18 @@ def register_secret(value: str) -> None:
         _registered_secrets.add(value)
 
 
+_secrets_cache: tuple[Any, int, list[str]] | None = None
+
+
 def _known_secrets() -> list[str]:
+    # redact() runs on every tool result: scan the environment again only when it changed (the raw mapping's
+    # items compare by identity first, so the check costs a microsecond, the scan tens of them)
+    global _secrets_cache
+    env = getattr(os.environ, "_data", None)
+    key = tuple(env.items()) if isinstance(env, dict) else tuple(os.environ.items())
+    cache = _secrets_cache
+    if cache is not None and cache[1] == len(_registered_secrets) and cache[0] == key:
+        return cache[2]
     found = set(_registered_secrets)
     for name, value in os.environ.items():
         if value and len(value) >= _SECRET_MIN_LEN and _SECRET_NAME.search(name):
@@ -237,7 +250,9 @@ def _known_secrets() -> list[str]:
     for s in found:  # the same secret as it appears inside a URL or a JSON string
         spellings.add(quote(s, safe=""))
         spellings.add(json.dumps(s, ensure_ascii=False)[1:-1])
-    return sorted(spellings, key=len, reverse=True)
+    result = sorted(spellings, key=len, reverse=True)
+    _secrets_cache = (key, len(_registered_secrets), result)
+    return result
 
 
 def _is_cut_end(text: str, at: int) -> bool:

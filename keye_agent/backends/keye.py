@@ -73,6 +73,7 @@ from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
 from ._media import MediaItem, collect_media, fetch_media, message_text, resolve_local
 from .base import StreamingBackend
 from .parsing import parse_tool_calls
+from .specs import check_keye_preset
 
 __all__ = ["KeyeBackend"]
 
@@ -473,13 +474,7 @@ def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_wei
             loaded = load_checkpoint(path, device, dtype, load_vision=load_vision)
             return loaded.model, loaded.tokenizer, path.name, loaded.vision
         name = str(spec)
-        if name not in PRESETS:
-            raise ConfigError(f"{name!r} is neither a checkpoint directory nor a Keye preset",
-                              hint=f"presets: {', '.join(sorted(PRESETS))}; or give the checkpoint's directory")
-        if not random_weights:
-            raise ConfigError(f"preset {name!r} carries no weights",
-                              hint="pass random_weights=True (--random-weights) for plumbing checks, or load a "
-                                   "checkpoint directory for real answers")
+        check_keye_preset(name, random_weights)
         model = build_model(name, device, dtype, random_weights=True, seed=seed)
         return model, None, name, _random_tower(model.config, device, dtype, seed, load_vision)
     except (ValueError, TypeError) as e:  # the model package raises these, naming the field, tensor and shard

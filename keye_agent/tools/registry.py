@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -217,7 +216,7 @@ class ToolRegistry:
         elif t.inline:
             return t.fn(**args)
         else:
-            aw = asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(t.fn, **args))
+            aw = _POOL.run_async(t.fn, **args)
         if t.timeout_s is None:
             return await aw
         try:
