@@ -15,6 +15,7 @@ untrained, so DSA selections are unstructured (the worst case for reuse of selec
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import os
@@ -239,6 +240,7 @@ def check_steps(model, device, vocab: int, prompt_len: int, n_steps: int = 8) ->
         logits = model(prompt, cache=ref_cache, last_only=True)[:, -1]
         caches = {name: model.new_cache(1, prompt_len + n_steps + 1) for name in ("old", "new")}
         steps = {}
+        print(f"[check {mode}] prefilled {prompt_len} tokens; capturing the steps", flush=True)
         for name, c in caches.items():
             c.k.copy_(ref_cache.k), c.v.copy_(ref_cache.v)
             if c.index_k is not None:
@@ -424,6 +426,24 @@ def profile_step(model, cache, label: str, reps: int = 3) -> None:
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=16, max_name_column_width=60), flush=True)
 
 
+def sweep_step(model, cache, mode: str, ctx: int) -> None:
+    """The new step's time under other attention launch settings (same cache)."""
+    from keye_agent.model.kernels.decode import attention as kattn
+    from keye_agent.model.kernels.decode import dsa as kdsa
+
+    conf = kdsa.DSA_DECODE_CONFIG if mode == "dsa" else kattn.DECODE_ATTN_CONFIG
+    variants = ([dict(nprog=n, topk_split=t, block_s=b) for n, t, b in
+                 [(128, 64, 128), (512, 64, 128), (256, 32, 128), (256, 128, 64), (512, 128, 64)]]
+                if mode == "dsa" else
+                [dict(nsplit=n, block_n=b) for n, b in [(32, 64), (128, 64), (64, 32), (64, 128), (128, 32)]])
+    base = dict(conf)
+    for v in variants:
+        conf.update(v)
+        print(f"[sweep {ctx} {mode}] {v}: {time_step(model, cache, fused=True):.3f} ms/token", flush=True)
+    conf.clear()
+    conf.update(base)
+
+
 def step_floor_bytes(cfg, active: int, ctx: int, sparse: bool, elt: int = 2) -> int:
     """Bytes one step must read: active weights, plus the KV of every filled slot (dense) or the index keys of
     every slot and the KV of the top-k slots (DSA)."""
@@ -435,7 +455,8 @@ def step_floor_bytes(cfg, active: int, ctx: int, sparse: bool, elt: int = 2) -> 
 
 
 def decode_table(model, device, cfg, bw: float, active: int, contexts: list[int], check_len: int,
-                 moe_sweep: bool, json_path: str | None, profile_at: tuple[int, ...] = ()) -> None:
+                 moe_sweep: bool, json_path: str | None, profile_at: tuple[int, ...] = (),
+                 step_sweep: tuple[int, ...] = ()) -> None:
     checks = check_steps(model, device, cfg.vocab_size, check_len)
     moe_ok = check_fused_moe(model, device)
     moe_times = time_moe(model, device, sweep=moe_sweep) if moe_ok else {}
@@ -461,6 +482,8 @@ def decode_table(model, device, cfg, bw: float, active: int, contexts: list[int]
             print(f"[{ctx} {mode}] {row}", flush=True)
             if ctx in profile_at and isinstance(row.get("new"), float):
                 profile_step(model, cache, f"{ctx} {mode}")
+            if ctx in step_sweep and isinstance(row.get("new"), float):
+                sweep_step(model, cache, mode, ctx)
         del cache
         torch.cuda.empty_cache()
     L = cfg.num_hidden_layers
@@ -500,6 +523,7 @@ def device_name(device: torch.device) -> str:
 
 
 def main() -> None:
+    faulthandler.enable()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="keye-vl-2.0-30b-a3b")
     ap.add_argument("--device", default="cuda")
@@ -518,6 +542,7 @@ def main() -> None:
     ap.add_argument("--check-len", type=int, default=4096, help="prefill length of the correctness checks")
     ap.add_argument("--moe-sweep", action="store_true", help="also time fused-MoE launch-setting variants")
     ap.add_argument("--profile-at", default="", help="contexts at which to list the new step's kernels")
+    ap.add_argument("--step-sweep", default="", help="contexts at which to time attention launch variants")
     args = ap.parse_args()
     device = torch.device(args.device)
     ops.set_backend(args.backend)
@@ -542,7 +567,8 @@ def main() -> None:
         return
     if not (args.legacy or args.compare_moe):
         decode_table(model, device, cfg, bw, active, [int(c) for c in args.contexts.split(",")], args.check_len,
-                     args.moe_sweep, args.json, tuple(int(c) for c in args.profile_at.split(",") if c))
+                     args.moe_sweep, args.json, tuple(int(c) for c in args.profile_at.split(",") if c),
+                     tuple(int(c) for c in args.step_sweep.split(",") if c))
         return
     variants = {"": ("auto", "auto")}
     moe_check = None
