@@ -41,12 +41,12 @@ from typing import Any
 import torch
 
 from keye_agent.errors import ConfigError, ContextWindowError
+from keye_agent.formats.hermes import HERMES, THINK_OPEN, StreamSplitter
 from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
 from keye_agent.model.chat_template import render_qwen3
 from keye_agent.model.sampling import SamplingParams
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
 
-from ._hermes import StreamSplitter
 from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
 from .base import StreamingBackend
@@ -82,6 +82,9 @@ class KeyeBackend(StreamingBackend):
     ends a constrained turn after its first call. ``seed``: of the random weights. ``threads``: torch CPU threads.
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
     """
+
+    call_format = HERMES
+    """The tool-call format the model writes (the agent loop words its corrections by it)."""
 
     def __init__(
         self,
@@ -267,7 +270,7 @@ class KeyeBackend(StreamingBackend):
         if self.constrained and offered:
             mask = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=bool(settings.enable_thinking),
                                         parallel=self.parallel_tool_calls)
-        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
+        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith(THINK_OPEN))
         max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
         result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, sampling, self.stop_ids,
                         valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
