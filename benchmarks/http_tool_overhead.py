@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from keye_agent.store_api import create_app, serve_in_thread
+from keye_agent.tau.domains.store.api import create_app, serve_in_thread
 from keye_agent.tools.yaml_registry import load_registry
 from keye_agent.types import ToolCall
 

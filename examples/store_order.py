@@ -24,7 +24,7 @@ from typing import Any
 
 from keye_agent.agent import Agent
 from keye_agent.backends.scripted import ScriptedBackend
-from keye_agent.store_api import create_app, serve_in_thread
+from keye_agent.tau.domains.store.api import create_app, serve_in_thread
 from keye_agent.tools.registry import ToolRegistry
 from keye_agent.tools.yaml_registry import load_registry
 from keye_agent.types import AssistantTurn, Message, ToolCall

@@ -17,18 +17,24 @@ Every error the package raises on purpose derives from :class:`KeyeAgentError`::
     │   └── ContextWindowError      the conversation cannot be fit into the model's window
     ├── SandboxError                the code sandbox could not start, run or clean up
     ├── SearchError                 a search backend failed
+    ├── TransientError              one failed attempt that a retry may fix (timeout, connection, 429, 5xx)
     ├── NetworkPolicyError          a URL refused by the network policy (private address, bad scheme)
+    ├── MediaError                  an image or video that cannot be read, or is past its size budget
     └── TrajectoryError             a trajectory file that cannot be read
 
 The split that matters to the planner loop: subclasses of :class:`ToolError` and :class:`ModelOutputError` are
 the model's doing and go back to it as corrective messages; everything else is raised or ends the run with a status.
-Messages never carry secrets: code that builds them from user data passes it through :func:`redact` first.
+Messages never carry secrets: :class:`KeyeAgentError` passes every message and hint through :func:`redact`, the one
+redaction point (tool results, trajectories, events, logs and CLI output go through it too).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from typing import Any
+from urllib.parse import quote
 
 
 class KeyeAgentError(Exception):
@@ -37,9 +43,10 @@ class KeyeAgentError(Exception):
     hint: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
+        # the one place every error message passes: whatever built it, it carries no secret
+        super().__init__(redact(message))
         if hint is not None:
-            self.hint = hint
+            self.hint = redact(hint)
 
     def __str__(self) -> str:
         base = super().__str__()
@@ -91,7 +98,8 @@ class ToolValidationError(ToolError):
 
 
 class ToolExecutionError(ToolError):
-    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors)."""
+    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors), which the
+    registry retries like a :class:`TransientError`, waiting ``retry_after`` seconds when the server gave one."""
 
     def __init__(
         self, message: str, *, tool: str | None = None, transient: bool = False, retry_after: float | None = None
@@ -150,8 +158,44 @@ class SearchError(KeyeAgentError):
     """A search backend failed (network unreachable, refused, rate limited after retries)."""
 
 
+class TransientError(KeyeAgentError):
+    """One failed attempt that waiting and trying again may fix: a timeout, a refused or dropped connection, HTTP
+    429 or 5xx. The retry helper (:mod:`keye_agent.retry`) retries it; callers turn the last one into their own
+    error (a search backend's SearchError, the OpenAI backend's BackendConnectionError) when retries run out.
+
+    ``retry_after``: seconds the server asked to wait (its Retry-After header), or None. ``kind``: "timeout",
+    "connection", "rate_limited" or "server_error". ``status_code``: the HTTP status, when there was one. Tools
+    mark the same faults with ``ToolExecutionError(transient=True)``, which the registry retries alike.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "connection",
+        retry_after: float | None = None,
+        status_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status_code = status_code
+        super().__init__(message, hint=hint)
+
+
 class NetworkPolicyError(KeyeAgentError):
     """A URL refused by the network policy: a private/loopback/link-local address, or a bad scheme."""
+
+
+class MediaError(KeyeAgentError, ValueError):
+    """An image or video that cannot be used: unsupported or corrupt file, too large, past the token budget.
+
+    ``source`` names the input (a path, a URL, or "bytes"); secrets never appear in it (data URLs are cut).
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
 
 
 class TrajectoryError(KeyeAgentError):
@@ -159,25 +203,109 @@ class TrajectoryError(KeyeAgentError):
 
 
 _SECRET_MIN_LEN = 6
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
+_PARTIAL_MIN_LEN = 8
+# a name with a "_"-separated part that says credential: OPENAI_API_KEY, GITHUB_TOKEN, DB_PASSWORD, APIKEY;
+# not KEYE_AGENT_CACHE_DIR, TOKENIZERS_PARALLELISM or MONKEY_COUNT
+_SECRET_NAME = re.compile(r"(?:^|_)(?:[A-Z0-9]*APIKEY|KEY|[A-Z0-9]*TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|"
+                          r"CREDENTIALS?|AUTH|AUTHORIZATION|COOKIE)S?(?:_|$)", re.IGNORECASE)
+# credentials recognisable by their shape, whoever issued them: an auth scheme's token, a secret-named query parameter
+_PATTERNS = (
+    (re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE), r"\1\2***"),
+    (re.compile(r"([?&;](?:[\w.~-]*[_-])?(?:api[_-]?key|apikey|key|token|access[_-]?token|refresh[_-]?token|"
+                r"secret|client[_-]?secret|password|passwd|pwd|auth|sig|signature|credentials?|session)=)"
+                r"[^&#\s'\"<>\\]+", re.IGNORECASE), r"\1***"),
+)
+_CUT_AFTER = ("...", "\u2026", "'", '"')
 _registered_secrets: set[str] = set()
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a credential (``*_KEY``, ``*_TOKEN``, ``*PASSWORD``...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
 def register_secret(value: str) -> None:
-    """Remember a value that must never appear in logs, errors or trajectories."""
+    """Remember a value that must never appear in logs, errors, tool results or trajectories."""
     if value and len(value) >= _SECRET_MIN_LEN:
         _registered_secrets.add(value)
 
 
-def redact(text: str) -> str:
-    """Replace every known secret (registered ones and secret-looking environment variables) with ``***``."""
-    if not text:
-        return text
-    secrets = set(_registered_secrets)
+_secrets_cache: tuple[Any, int, list[str]] | None = None
+
+
+def _known_secrets() -> list[str]:
+    # redact() runs on every tool result: scan the environment again only when it changed (the raw mapping's
+    # items compare by identity first, so the check costs a microsecond, the scan tens of them)
+    global _secrets_cache
+    env = getattr(os.environ, "_data", None)
+    key = tuple(env.items()) if isinstance(env, dict) else tuple(os.environ.items())
+    cache = _secrets_cache
+    if cache is not None and cache[1] == len(_registered_secrets) and cache[0] == key:
+        return cache[2]
+    found = set(_registered_secrets)
     for name, value in os.environ.items():
         if value and len(value) >= _SECRET_MIN_LEN and _SECRET_NAME.search(name):
-            secrets.add(value)
-    for s in sorted(secrets, key=len, reverse=True):
+            found.add(value)
+    spellings = set(found)
+    for s in found:  # the same secret as it appears inside a URL or a JSON string
+        spellings.add(quote(s, safe=""))
+        spellings.add(json.dumps(s, ensure_ascii=False)[1:-1])
+    result = sorted(spellings, key=len, reverse=True)
+    _secrets_cache = (key, len(_registered_secrets), result)
+    return result
+
+
+def _is_cut_end(text: str, at: int) -> bool:
+    return at == len(text) or text.startswith(_CUT_AFTER, at)
+
+
+def _is_cut_start(text: str, at: int) -> bool:
+    return at == 0 or text.endswith(_CUT_AFTER, 0, at)
+
+
+def _redact_partial(text: str, secret: str) -> str:
+    """Hide a piece of ``secret`` (8+ characters) where a cut ended or began inside it: a prefix at the end of the
+    text or before a quote or an ellipsis, or a suffix at the start or after one."""
+    head, tail = secret[:_PARTIAL_MIN_LEN], secret[-_PARTIAL_MIN_LEN:]
+    spans: list[tuple[int, int]] = []
+    i = text.find(head)
+    while i >= 0:
+        n = _PARTIAL_MIN_LEN
+        while i + n < len(text) and n < len(secret) and text[i + n] == secret[n]:
+            n += 1
+        if _is_cut_end(text, i + n):
+            spans.append((i, i + n))
+        i = text.find(head, i + 1)
+    j = text.find(tail)
+    while j >= 0:
+        end, n = j + _PARTIAL_MIN_LEN, _PARTIAL_MIN_LEN
+        while j - 1 >= 0 and n < len(secret) and text[j - 1] == secret[-n - 1]:
+            j, n = j - 1, n + 1
+        if _is_cut_start(text, j):
+            spans.append((j, end))
+        j = text.find(tail, end)
+    for start, end in sorted(spans, reverse=True):
+        text = text[:start] + "***" + text[end:]
+    return text
+
+
+def redact(text: str) -> str:
+    """Hide every known secret with ``***``: registered values, values of secret-named environment variables
+    (whole, URL- or JSON-escaped, or cut: 8+ characters of one where a cut ended or began), bearer tokens and
+    secret-named query parameters. Redact before shortening text: :func:`shorten` does both in that order."""
+    if not text:
+        return text
+    for s in _known_secrets():
         if s in text:
             text = text.replace(s, "***")
+        if len(s) > _PARTIAL_MIN_LEN and (s[:_PARTIAL_MIN_LEN] in text or s[-_PARTIAL_MIN_LEN:] in text):
+            text = _redact_partial(text, s)
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
     return text
+
+
+def shorten(text: str, limit: int, *, marker: str = "...") -> str:
+    """``text`` redacted, then cut to ``limit`` characters (``marker`` appended when cut)."""
+    text = redact(text)
+    return text if len(text) <= limit else text[:limit] + marker

@@ -17,9 +17,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import TrajectoryError
+from .faults import (
+    BudgetSpent,
+    Cancelled,
+    EmptyAnswer,
+    Fault,
+    FaultKind,
+    FinalRejected,
+    MalformedOutput,
+    ModelFailed,
+    RepeatedCall,
+    ToolErrorKind,
+    ToolFault,
+    TruncatedAnswer,
+    legacy_fault,
+)
+
+__all__ = [  # the faults live in faults.py and are part of this vocabulary
+    "BudgetSpent", "Cancelled", "EmptyAnswer", "Fault", "FaultKind", "FinalRejected", "MalformedOutput", "ModelFailed",
+    "RepeatedCall", "ToolErrorKind", "ToolFault", "TruncatedAnswer",
+]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -146,6 +166,9 @@ class ToolResult(BaseModel):
     content: str = ""
     error: str | None = None
     error_type: str | None = None
+    """The exception's class name, as the model is shown it."""
+    error_kind: ToolErrorKind | None = None
+    """How the call failed, decided from the exception's class where it was caught (None: it did not fail)."""
     duration_s: float = 0.0
     attempts: int = 1
     attachments: list[ImagePart] = Field(default_factory=list)
@@ -183,6 +206,8 @@ class AssistantTurn(BaseModel):
     finish_reason: FinishReason = "stop"
     parse_errors: list[str] = Field(default_factory=list)
     raw: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    """What the backend changed in the input to fit its budgets (a video's frames subsampled, an image downscaled)."""
 
 
 ToolChoice = Literal["auto", "required", "none"] | str
@@ -218,6 +243,17 @@ class StreamChunk:
 
 
 @runtime_checkable
+class CallFormat(Protocol):
+    """How a backend's model writes tool calls; the planner loop takes its corrective wording from here."""
+
+    name: str  # "hermes", "openai", ...
+
+    def how_to_call(self) -> str:
+        """What a model is told when its output did not parse as a tool call."""
+        ...
+
+
+@runtime_checkable
 class ModelBackend(Protocol):
     """What the planner loop needs from a model.
 
@@ -250,10 +286,16 @@ RunStatus = Literal[
 ]
 
 StepKind = Literal["model", "plan", "final_check", "compaction"]
+"""``model``: the model answered and its calls ran; ``plan``: the model wrote a plan (no tools); ``final_check``:
+the final-answer check judged an answer; ``compaction``: the conversation was shrunk to fit the window."""
 
 
 class StepRecord(BaseModel):
-    """One step of a run: what the model said, which tools ran and what failed."""
+    """One step of a run: what the model said, which tools ran and what failed.
+
+    ``index`` is the model step the record belongs to: a plan, a compaction or a final-answer check carries the
+    index of the model step it precedes or judges.
+    """
 
     index: int
     kind: StepKind = "model"
@@ -262,11 +304,20 @@ class StepRecord(BaseModel):
     model_duration_s: float = 0.0
     turn: AssistantTurn | None = None
     tool_results: list[ToolResult] = Field(default_factory=list)
-    errors: list[str] = Field(default_factory=list)
-    """Every problem of this step (parse errors, tool failures, budget notes), in order."""
+    errors: list[Fault] = Field(default_factory=list)
+    """Every fault of this step (malformed output, tool failures, the budget that ended the run), in order."""
     notes: list[str] = Field(default_factory=list)
     """What the loop did to the conversation (outputs cut, steps compacted), so nothing is dropped silently."""
     usage: Usage = Field(default_factory=Usage)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_errors(cls, data: Any) -> Any:
+        # trajectories saved before faults were typed hold their step errors as text
+        if isinstance(data, dict) and any(isinstance(e, str) for e in data.get("errors") or ()):
+            results = data.get("tool_results") or []
+            data = {**data, "errors": [legacy_fault(e, results) if isinstance(e, str) else e for e in data["errors"]]}
+        return data
 
 
 class Trajectory(BaseModel):

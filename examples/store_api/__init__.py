@@ -1,1 +1,1 @@
-"""The store-and-delivery example API; ``python -m examples.store_api`` serves it (see ``keye_agent.store_api``)."""
+"""The store-and-delivery example API; ``python -m examples.store_api`` serves it (``keye_agent.tau.domains.store.api``)."""

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import uvicorn
 
-from keye_agent.store_api import DEFAULT_NOW, create_app
+from keye_agent.tau.domains.store.api import DEFAULT_NOW, create_app
 
 
 def main(argv: list[str] | None = None) -> None:

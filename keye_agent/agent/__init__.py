@@ -1,4 +1,5 @@
-"""The planner loop: `Agent`, its events, and context management."""
+"""The planner loop: `Agent` (configuration), `Run` (one run's state) and its handle, events, and context
+management."""
 
 from .context import ContextPolicy, Conversation, DropOldSteps, ElideOldToolOutputs
 from .events import (
@@ -14,10 +15,13 @@ from .events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from .handle import RunHandle
+from .limits import RunLimits
 from .loop import Agent
+from .run import Run
 
 __all__ = [
     "Agent", "ContextPolicy", "Conversation", "DropOldSteps", "ElideOldToolOutputs", "ErrorEvent", "Event",
-    "FinalAnswer", "Note", "ReasoningDelta", "RunFinished", "StepFinished", "StepStarted", "TextDelta",
+    "FinalAnswer", "Note", "ReasoningDelta", "Run", "RunFinished", "RunHandle", "RunLimits", "StepFinished", "StepStarted", "TextDelta",
     "ToolCallFinished", "ToolCallStarted",
 ]

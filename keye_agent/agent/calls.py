@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from keye_agent.faults import ToolErrorKind
 from keye_agent.tools import Tool, ToolRegistry
 from keye_agent.tools.registry import ApprovalCallback
 from keye_agent.types import ToolCall, ToolResult
@@ -57,6 +58,8 @@ async def run_turn_calls(
     instead. Exact duplicates within the turn of a tool that does not change state run once, and each copy gets that
     result, with a note. ``guard`` wraps the dispatch (the agent's wall-clock budget).
     """
+    if len(calls) == 1 and not failed:  # the common case: nothing to look up, no duplicate possible
+        return await guard(registry.dispatch(calls, approve=approve))
     to_run: list[ToolCall] = []
     fixed: dict[int, ToolResult] = {}
     first_of: dict[str, int] = {}  # call key -> index in to_run
@@ -66,7 +69,7 @@ async def run_turn_calls(
         prev = failed.get(key)
         if prev is not None:
             fixed[i] = ToolResult(call_id=c.id, name=c.name, ok=False, error_type="RepeatedCallError",
-                                  error=repeated_call_message(c, prev[0], prev[1]))
+                                  error_kind=ToolErrorKind.REPEATED, error=repeated_call_message(c, prev[0], prev[1]))
             continue
         t = registry.find(c.name)
         if key in first_of and t is not None and not t.mutates_state:

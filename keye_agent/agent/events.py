@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keye_agent.types import RunResult, StepRecord, ToolCall, ToolResult
+from keye_agent.types import Fault, FaultKind, RunResult, StepKind, StepRecord, ToolCall, ToolResult
 
 
 @dataclass(frozen=True, slots=True)
 class StepStarted:
+    """A step begins; ``kind`` is the :data:`~keye_agent.types.StepKind` of the record its StepFinished carries."""
+
     step: int
-    kind: str = "model"
+    kind: StepKind = "model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +41,13 @@ class ToolCallFinished:
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    """Something went wrong in a step; ``kind`` is e.g. "parse", "tool", "repeat", "budget", "model", "context"."""
+    """A fault in a step (the same object is in the step record's ``errors``); ``message`` is what the model was
+    sent, or for the faults that end a run (budget, model, cancelled) why it ended."""
 
     step: int
-    kind: str
+    kind: FaultKind
     message: str
+    fault: Fault | None = None
 
 
 @dataclass(frozen=True, slots=True)

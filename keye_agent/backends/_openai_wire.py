@@ -28,6 +28,21 @@ from keye_agent.types import (
 
 from .parsing import CLOSE, OPEN, THINK_CLOSE, THINK_OPEN, coerce_arguments, parse_tool_calls
 
+
+@dataclass(frozen=True)
+class OpenAICallFormat:
+    """Tool calls through the API's function calling (the request's ``tools`` field): the server turns the model's
+    calls into structured ``tool_calls``, so the model is never told about tags."""
+
+    name: str = "openai"
+
+    def how_to_call(self) -> str:
+        return ("Call a tool through function calling, with one of the tools you were given: its exact name, and "
+                "its arguments as one valid JSON object (double quotes, no trailing commas)")
+
+
+OPENAI_CALL_FORMAT = OpenAICallFormat()
+
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop", "eos": "stop", "tool_calls": "tool_calls", "function_call": "tool_calls", "length": "length",
     "content_filter": "error", "error": "error", "abort": "cancelled", "cancelled": "cancelled",
@@ -83,7 +98,9 @@ def to_wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         if m.role != "tool":
             flush_images()
         if m.role == "assistant":
-            msg: dict[str, Any] = {"role": "assistant", "content": _parts(m.content) or None}
+            # "" rather than null: llama-cpp-python's server answers HTTP 500 to a null content (its message
+            # model wants a string), and every other server accepts the empty string beside tool_calls
+            msg: dict[str, Any] = {"role": "assistant", "content": _parts(m.content) or ""}
             if m.tool_calls:
                 msg["tool_calls"] = [
                     {"id": c.id, "type": "function",
@@ -155,6 +172,52 @@ class _CallAcc:
     arguments: str = ""
     args_obj: dict[str, Any] | None = None  # servers that send an object, against the spec
 
+    def complete(self) -> bool:
+        """A name and arguments that already parse: a later delta for the same index is a repeat or a new call."""
+        if not self.name:
+            return False
+        if self.args_obj is not None:
+            return True
+        return _is_json_object(self.arguments)
+
+
+def merge_piece(acc: str, piece: str) -> str:
+    """Add one streamed piece of a name or of an arguments string to what came before.
+
+    The spec sends the name once and the arguments as consecutive fragments. Servers differ: llama-cpp-python
+    repeats ``function.name`` in every delta, some send the whole text so far in each delta (cumulative), LM
+    Studio sends ``""`` after the first. A piece equal to a complete value is a repeat; a piece that starts with
+    everything so far is the cumulative form; anything else is the next fragment.
+    """
+    if not piece:
+        return acc
+    if not acc:
+        return piece
+    if piece == acc and (_is_json_object(acc) or not acc.lstrip().startswith("{")):
+        return acc  # a repeated name, or repeated whole arguments
+    if len(acc) >= 2 and len(piece) > len(acc) and piece.startswith(acc):
+        return piece  # cumulative
+    return acc + piece
+
+
+def _cut_off(text: str) -> bool:
+    """Arguments that are the start of a JSON object whose end never came (the answer ran out of tokens)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return e.pos >= len(text) - 1 or "Unterminated" in e.msg
+    return False
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
 
 @dataclass
 class TurnBuilder:
@@ -167,6 +230,8 @@ class TurnBuilder:
     calls: dict[int, _CallAcc] = field(default_factory=dict)
     finish: str | None = None
     usage: Usage = field(default_factory=Usage)
+    max_tokens: int | None = None  # the request's limit: usage that reaches it means the answer was cut
+    _slot: dict[int, _CallAcc] = field(default_factory=dict)  # the call each server index points at now
 
     def add_message(self, msg: dict[str, Any]) -> None:
         self.add_delta(msg)
@@ -182,17 +247,33 @@ class TurnBuilder:
         if isinstance(reasoning, str) and reasoning:
             self.reasoning.append(reasoning)
         for pos, tc in enumerate(delta.get("tool_calls") or []):
-            idx = tc.get("index", pos) if isinstance(tc.get("index", pos), int) else pos
-            acc = self.calls.setdefault(idx, _CallAcc())
-            acc.id = tc.get("id") or acc.id
-            fn = tc.get("function") or {}
-            acc.name += fn.get("name") or ""
-            args = fn.get("arguments")
-            if isinstance(args, dict):
-                acc.args_obj = args
-            elif isinstance(args, str):
-                acc.arguments += args
+            if isinstance(tc, dict):
+                self._add_call_delta(pos, tc)
         return text, reasoning if isinstance(reasoning, str) else ""
+
+    def _add_call_delta(self, pos: int, tc: dict[str, Any]) -> None:
+        idx = tc.get("index", pos)
+        idx = idx if isinstance(idx, int) else pos
+        fn = tc.get("function") or {}
+        call_id = str(tc["id"]) if tc.get("id") not in (None, "") else ""  # LM Studio: numeric ids
+        name = fn.get("name") if isinstance(fn.get("name"), str) else ""
+        acc = self._slot.get(idx)
+        # a second whole call under the same index (Ollama sends each call whole, in its own chunk): a new id, or
+        # a new name after a complete call, starts a new call instead of being glued onto the first
+        if acc is not None and acc.complete() and (
+                (call_id and acc.id and call_id != acc.id) or (name and name != acc.name)):
+            acc = None
+        if acc is None:
+            acc = _CallAcc()
+            self._slot[idx] = acc
+            self.calls[len(self.calls)] = acc
+        acc.id = acc.id or call_id
+        acc.name = merge_piece(acc.name, name)
+        args = fn.get("arguments")
+        if isinstance(args, dict):
+            acc.args_obj = args
+        elif isinstance(args, str):
+            acc.arguments = merge_piece(acc.arguments, args)
 
     def add_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:
@@ -216,7 +297,8 @@ class TurnBuilder:
             if args is None:
                 errors.append(f"{label}: {why}")
                 continue
-            calls.append(ToolCall(id=acc.id or f"call_{n}", name=acc.name, arguments=args))
+            call_id = acc.id if acc.id and acc.id not in {c.id for c in calls} else f"call_{n}"
+            calls.append(ToolCall(id=call_id, name=acc.name, arguments=args))
         raw = text + ("\n" if text and raw_calls else "") + "\n".join(raw_calls)
         if self.parse_text and (self.tools_offered or THINK_OPEN in text or THINK_CLOSE in text):
             parsed = parse_tool_calls(text, allow_untagged=self.tools_offered and not self.calls)
@@ -225,9 +307,18 @@ class TurnBuilder:
             for c in parsed.tool_calls:
                 calls.append(c if c.id not in taken else c.model_copy(update={"id": f"call_{len(calls)}"}))
             errors.extend(parsed.errors)
+        if (self.tools_offered and not calls and not text.strip() and reasoning and OPEN in reasoning
+                and not errors):
+            # a server with a reasoning parser hands a call the model wrote inside <think> over as reasoning
+            # (vllm-project/vllm#17655): said to the model as the markup path says it, never run
+            errors.append(f"the only {OPEN} is inside the reasoning and the answer is empty: tool calls inside "
+                          f"reasoning are not run; write them after {THINK_CLOSE}")
         finish = _FINISH.get(self.finish or "stop", "stop")
         if calls and finish == "stop":
-            finish = "tool_calls"  # servers without a tool parser say "stop"
+            finish = "tool_calls"  # servers without a tool parser say "stop" (Ollama streams say "stop" too)
+        if finish != "length" and (any(_cut_off(acc.arguments) for acc in self.calls.values() if acc.args_obj is None)
+                                   or (self.max_tokens and self.usage.completion_tokens >= self.max_tokens)):
+            finish = "length"  # servers report "tool_calls" for a call cut at max_tokens mid-arguments
         return AssistantTurn(text=text, reasoning=reasoning, tool_calls=calls, usage=self.usage,
                              finish_reason=finish, parse_errors=errors, raw=raw or None)
 

@@ -16,37 +16,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import os
-import random
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 
-from keye_agent.errors import BackendConnectionError, ContextWindowError, redact, register_secret
+from keye_agent.errors import (
+    BackendConnectionError,
+    ConfigError,
+    ContextWindowError,
+    TransientError,
+    redact,
+    register_secret,
+)
+from keye_agent.retry import Backoff, Retrier, parse_retry_after
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
-from ._openai_wire import DeltaRouter, TurnBuilder, request_body
+from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+_RETRY_STATUS = {408, 409, 429, 502, 503, 504}  # and a 500 that does not name a fault of the request itself
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
-
-
-class _Retryable(Exception):
-    """One failed attempt that may be retried; ``error`` is what to raise when no attempt is left."""
-
-    def __init__(self, error: BackendConnectionError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-        self.message = redact(str(error.args[0]))  # without the hint, which the final error adds once
+# words of a 5xx body that blame the request (a server bug triggered by what we sent): the same request fails the
+# same way every time, so it is not retried (llama-cpp-python answers 500 to a schema error in the messages)
+_REQUEST_FAULT_WORDS = ("validation error", "validationerror", "invalid", "not supported", "unsupported",
+                        "typeerror", "keyerror", "valueerror", "attributeerror", "must be", "field required",
+                        "input should be", "extra inputs", "unprocessable")
+# words of an in-band stream error saying the server cannot stream this request (tools), where a plain request works
+_NO_STREAM_WORDS = ("stream",)
+PUBLIC_OPENAI_URL = "https://api.openai.com/v1"
+ERROR_DETAIL_LIMIT = 4000
+"""How much of a server's error body an error message keeps (after redaction): enough for a validation error's
+whole list of problems."""
 
 
 class OpenAIBackend(BaseBackend):
@@ -54,7 +60,9 @@ class OpenAIBackend(BaseBackend):
 
     Args:
         model: the model name the server knows.
-        base_url: the API root, ending in ``/v1`` (``/chat/completions`` is appended).
+        base_url: the API root, ending in ``/v1`` (``/chat/completions`` is appended). None reads
+            ``OPENAI_BASE_URL``; without either, the public OpenAI endpoint is used only when an API key is set
+            (and the log says so), else :class:`~keye_agent.errors.ConfigError`: never a silent default.
         api_key: the bearer token; None reads ``OPENAI_API_KEY``; local servers usually need none.
         timeout: seconds to wait for the server: to connect, and between bytes of the answer. A non-streamed
             answer sends nothing until it is complete, so there this bounds the whole generation.
@@ -63,18 +71,27 @@ class OpenAIBackend(BaseBackend):
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body (server-specific options).
         backoff_s: the first retry delay; it doubles per attempt (with jitter) up to ``max_backoff_s``.
-        max_backoff_s: the longest wait between attempts, ``Retry-After`` included.
+        max_backoff_s: the longest wait between attempts; a server whose ``Retry-After`` asks for more gets its
+            error raised at once.
+        deadline_s: the longest one call may take, counted from its first request: no wait between attempts is
+            taken that would end past it (each attempt is bounded by ``timeout``). None: only ``max_retries``.
         max_tokens_field: the request field for ``settings.max_tokens``: ``"max_tokens"`` (vLLM, SGLang,
             llama.cpp, Ollama) or ``"max_completion_tokens"`` (OpenAI's reasoning models refuse the former).
         parse_text_tool_calls: also parse ``<tool_call>``/``<think>`` markup the server left in the text (servers
             started without a tool-call parser).
+        stream: ask for SSE streams in :meth:`astream`. False sends every request whole (servers that cannot
+            stream, or cannot stream tool calls). With True, a server that answers a streamed request with tools by
+            an error event saying it cannot stream (llama-cpp-python: "Automatic streaming tool choice is not
+            supported") gets the same request once more unstreamed, and later requests with tools go unstreamed.
     """
+
+    call_format = OPENAI_CALL_FORMAT
 
     def __init__(
         self,
         model: str,
         *,
-        base_url: str = "https://api.openai.com/v1",
+        base_url: str | None = None,
         api_key: str | None = None,
         timeout: float = 120.0,
         max_retries: int = 3,
@@ -83,8 +100,10 @@ class OpenAIBackend(BaseBackend):
         extra_body: dict[str, Any] | None = None,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        deadline_s: float | None = None,
         max_tokens_field: str = "max_tokens",
         parse_text_tool_calls: bool = True,
+        stream: bool = True,
     ) -> None:
         self.model = model
         self.name = model
@@ -93,12 +112,23 @@ class OpenAIBackend(BaseBackend):
         self.max_retries = max(0, max_retries)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.deadline_s = deadline_s
         self.extra_body = dict(extra_body or {})
         self.parse_text_tool_calls = parse_text_tool_calls
         self.max_tokens_field = max_tokens_field
-        base = base_url.rstrip("/")
-        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        self.stream = stream
+        self._stream_tools = stream  # set False once a server said it cannot stream tool calls
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        base = (base_url or os.environ.get("OPENAI_BASE_URL") or "").strip().rstrip("/")
+        if not base:
+            if not key:
+                raise ConfigError(
+                    f"OpenAIBackend({model!r}) has no server to talk to: no base_url, no OPENAI_BASE_URL",
+                    hint="pass base_url= (--base-url), e.g. http://localhost:8000/v1 for a local vLLM, SGLang or "
+                         f"llama.cpp server, or set OPENAI_API_KEY to use {PUBLIC_OPENAI_URL}")
+            base = PUBLIC_OPENAI_URL
+            log.warning("no base_url or OPENAI_BASE_URL given: model %r goes to %s", model, base)
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
         if key:
             register_secret(key)
@@ -155,9 +185,14 @@ class OpenAIBackend(BaseBackend):
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
     ) -> AssistantTurn:
         body = self._body(messages, tools, settings, stream=False)
-        data = await self._with_retries(lambda: self._post_once(body))
+        retrier = self._retrier()
+        try:
+            data = await retrier.arun(lambda: self._post_once(body), on_retry=self._log_retry)
+        except TransientError as e:
+            raise self._final(e, retrier) from None
         choice = data["choices"][0]
-        builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
+        builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls,
+                              max_tokens=settings.max_tokens)
         builder.add_message(choice.get("message") or {})
         builder.finish = choice.get("finish_reason")
         builder.add_usage(data.get("usage"))
@@ -166,10 +201,15 @@ class OpenAIBackend(BaseBackend):
     async def astream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
     ) -> AsyncIterator[StreamChunk]:
+        if not self.stream or (tools and not self._stream_tools):
+            async for chunk in self._unstreamed(messages, tools, settings):
+                yield chunk
+            return
         body = self._body(messages, tools, settings, stream=True)
-        attempt = 0
+        retrier = self._retrier()
         while True:
-            builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls)
+            builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls,
+                              max_tokens=settings.max_tokens)
             router = DeltaRouter()
             yielded = 0
             try:
@@ -183,16 +223,36 @@ class OpenAIBackend(BaseBackend):
                     yield StreamChunk(k, piece)  # type: ignore[arg-type]
                 yield StreamChunk("done", turn=self._estimate_usage(builder.build(), messages, tools))
                 return
-            except _Retryable as r:
+            except _CannotStream as e:
+                if yielded or not tools:
+                    raise BackendConnectionError(e.message, hint="pass stream=False (--no-stream)") from None
+                log.warning("%s; this request and later ones with tools go unstreamed", e.message)
+                self._stream_tools = False
+                async for chunk in self._unstreamed(messages, tools, settings):
+                    yield chunk
+                return
+            except TransientError as r:
                 if yielded:
                     raise BackendConnectionError(
-                        f"{r.message} (the stream had already delivered {yielded} piece(s); not retried)",
-                        status_code=r.error.status_code, hint=r.error.hint,
+                        f"{r.args[0]} (the stream had already delivered {yielded} piece(s); not retried)",
+                        status_code=r.status_code, hint=r.hint,
                     ) from None
-                if attempt >= self.max_retries:
-                    raise self._final(r, attempt) from None
-                await self._sleep(attempt, r)
-                attempt += 1
+                wait = retrier.next_wait(r)
+                if wait is None:
+                    raise self._final(r, retrier) from None
+                self._log_retry(r, wait, retrier.attempts - 1)
+                await asyncio.sleep(wait)
+
+    async def _unstreamed(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
+    ) -> AsyncIterator[StreamChunk]:
+        """One whole request, passed on as the chunks a stream would have given."""
+        turn = await self.agenerate(messages, tools, settings)
+        if turn.reasoning:
+            yield StreamChunk("reasoning", turn.reasoning)
+        if turn.text:
+            yield StreamChunk("text", turn.text)
+        yield StreamChunk("done", turn=turn)
 
     def _body(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings,
@@ -216,37 +276,26 @@ class OpenAIBackend(BaseBackend):
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 
-    async def _with_retries(self, once: Any) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return await once()
-            except _Retryable as r:
-                if attempt >= self.max_retries:
-                    raise self._final(r, attempt) from None
-                await self._sleep(attempt, r)
-                attempt += 1
+    def _retrier(self) -> Retrier:
+        backoff = Backoff(base_s=self.backoff_s, max_s=self.max_backoff_s, max_retry_after_s=self.max_backoff_s)
+        return Retrier(backoff, attempts=1 + self.max_retries, deadline_s=self.deadline_s)
 
-    def _final(self, r: _Retryable, attempt: int) -> BackendConnectionError:
-        tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
-        return BackendConnectionError(f"{r.message} (gave up after {tries})", status_code=r.error.status_code,
-                                      hint=r.error.hint)
+    def _final(self, r: TransientError, retrier: Retrier) -> BackendConnectionError:
+        """The error of the last attempt, saying how many were made (the hint is added once, here)."""
+        note = retrier.outcome() or "after 1 attempt"
+        note = f"gave up {note}" if note.startswith("after") else note
+        return BackendConnectionError(f"{r.args[0]} ({note})", status_code=r.status_code, hint=r.hint)
 
-    async def _sleep(self, attempt: int, r: _Retryable) -> None:
-        if r.retry_after is not None:
-            delay = min(max(r.retry_after, 0.0), self.max_backoff_s)
-        else:
-            delay = min(self.backoff_s * 2**attempt, self.max_backoff_s) * (0.5 + random.random() / 2)
-        log.warning("%s; retry %d of %d in %.2f s", r.message, attempt + 1, self.max_retries, delay)
-        await asyncio.sleep(delay)
+    def _log_retry(self, r: BaseException, wait: float, attempt: int) -> None:
+        log.warning("%s; retry %d of %d in %.2f s", redact(str(r.args[0])), attempt, self.max_retries, wait)
 
     async def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             resp = await self._client().post(self.url, json=body)
         except httpx.TimeoutException as e:
-            raise _Retryable(self._timeout_error(e)) from None
+            raise self._timeout_error(e) from None
         except httpx.TransportError as e:
-            raise _Retryable(self._transport_error(e)) from None
+            raise self._transport_error(e) from None
         if resp.status_code != 200:
             self._raise_for_status(resp.status_code, resp.headers, resp.text)
         try:
@@ -291,7 +340,11 @@ class OpenAIBackend(BaseBackend):
                         raise BackendConnectionError(
                             redact(f"{self.url} sent a stream event that is not JSON: {_short(payload)}")) from None
                     if "error" in chunk and not chunk.get("choices"):
-                        raise BackendConnectionError(redact(f"{self.url} failed mid-stream: {_error_text(chunk)}"))
+                        why = _error_text(chunk)
+                        msg = redact(f"{self.url} failed mid-stream: {_short(why)}")
+                        if not events and any(w in why.lower() for w in _NO_STREAM_WORDS):
+                            raise _CannotStream(msg)
+                        raise BackendConnectionError(msg)
                     events += 1
                     builder.add_usage(chunk.get("usage"))
                     for choice in chunk.get("choices") or []:
@@ -304,39 +357,59 @@ class OpenAIBackend(BaseBackend):
                         if text:
                             yield "text", text
         except httpx.TimeoutException as e:
-            raise _Retryable(self._timeout_error(e, events)) from None
+            raise self._timeout_error(e, events) from None
         except httpx.TransportError as e:
-            raise _Retryable(self._transport_error(e, events)) from None
+            raise self._transport_error(e, events) from None
         if not done and builder.finish is None:
-            raise _Retryable(BackendConnectionError(redact(
+            raise TransientError(redact(
                 f"the stream from {self.url} was cut after {events} event(s): the connection closed before "
-                "the server sent a finish_reason or [DONE]")))
+                "the server sent a finish_reason or [DONE]"))
 
     # -- errors ----------------------------------------------------------------------------------------------
 
     def _raise_for_status(self, status: int, headers: httpx.Headers, text: str) -> None:
-        detail = _short(_error_text(_json_or_text(text)))
+        # redact before cutting, so a secret past the cut cannot survive as a fragment
+        detail = _short(redact(_error_text(_json_or_text(text))))
         msg = redact(f"{self.url} answered HTTP {status} for model {self.model!r}: {detail}")
+        if status >= 500 and status not in _RETRY_STATUS and _blames_request(detail):
+            raise BackendConnectionError(
+                msg, status_code=status,
+                hint="the server failed on this request itself (not retried: the same request fails the same "
+                     "way); the message above says what it could not take")
         if status in _RETRY_STATUS or status >= 500:
-            raise _Retryable(BackendConnectionError(msg, status_code=status), _retry_after(headers.get("retry-after")))
+            raise TransientError(msg, kind="rate_limited" if status == 429 else "server_error", status_code=status,
+                                 retry_after=parse_retry_after(headers.get("retry-after")))
         if status == 400 and any(w in detail.lower() for w in _CONTEXT_WORDS):
             raise ContextWindowError(msg, hint="shorten the conversation or raise the server's context length")
         hints = {401: "check the API key (api_key= or OPENAI_API_KEY)", 403: "check the API key and its rights",
                  404: "check base_url (the API root, usually ending in /v1) and the model name"}
         raise BackendConnectionError(msg, status_code=status, hint=hints.get(status))
 
-    def _timeout_error(self, e: httpx.TimeoutException, events: int | None = None) -> BackendConnectionError:
+    def _timeout_error(self, e: httpx.TimeoutException, events: int | None = None) -> TransientError:
         where = "" if events is None else f" after {events} stream event(s)"
-        return BackendConnectionError(redact(
+        return TransientError(redact(
             f"{self.url} did not answer within the {self.timeout:g} s timeout{where} ({type(e).__name__})"),
-            hint="raise timeout= for long generations, or check that the server is up")
+            kind="timeout", hint="raise timeout= for long generations, or check that the server is up")
 
-    def _transport_error(self, e: httpx.TransportError, events: int | None = None) -> BackendConnectionError:
+    def _transport_error(self, e: httpx.TransportError, events: int | None = None) -> TransientError:
         if events:
-            return BackendConnectionError(redact(
+            return TransientError(redact(
                 f"the stream from {self.url} was cut after {events} event(s): {type(e).__name__}: {e}"))
-        return BackendConnectionError(redact(f"cannot reach {self.url}: {type(e).__name__}: {e}"),
-                                      hint="check that the server is running and base_url is right")
+        return TransientError(redact(f"cannot reach {self.url}: {type(e).__name__}: {e}"),
+                              hint="check that the server is running and base_url is right")
+
+
+class _CannotStream(Exception):
+    """The server took a streamed request and then said, in band, that it cannot stream it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _blames_request(detail: str) -> bool:
+    low = detail.lower()
+    return any(w in low for w in _REQUEST_FAULT_WORDS)
 
 
 def _completion(data: Any, url: str) -> dict[str, Any]:
@@ -349,21 +422,6 @@ def _completion(data: Any, url: str) -> dict[str, Any]:
     return data
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _json_or_text(text: str) -> Any:
     try:
         return json.loads(text)
@@ -372,15 +430,31 @@ def _json_or_text(text: str) -> Any:
 
 
 def _error_text(data: Any) -> str:
-    """The message of an OpenAI-style error body ({"error": {"message": ...}}), or the body itself."""
+    """The message of an OpenAI-style error body ({"error": {"message": ...}}), a validation error's list of
+    problems (FastAPI's ``{"detail": [{"loc": [...], "msg": ...}, ...]}``, one ``path: message`` each), or the
+    body itself."""
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
-            return str(err.get("message") or err.get("detail") or json.dumps(err))
+            detail = err.get("detail")
+            if isinstance(detail, list) and detail:
+                return _problems(detail)
+            return str(err.get("message") or detail or json.dumps(err))
         return str(err)
     return str(data)
 
 
-def _short(text: str, limit: int = 300) -> str:
+def _problems(items: list[Any]) -> str:
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            loc = ".".join(str(x) for x in item.get("loc") or [])
+            out.append(f"{loc}: {item.get('msg', item)}" if loc else str(item.get("msg", item)))
+        else:
+            out.append(str(item))
+    return f"{len(out)} problem(s): " + "; ".join(out)
+
+
+def _short(text: str, limit: int = ERROR_DETAIL_LIMIT) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from keye_agent.errors import ModelError
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, Trajectory, Usage
+from keye_agent.types import AssistantTurn, CallFormat, GenerationSettings, Message, Trajectory, Usage
 
 from .base import BaseBackend
 
@@ -34,9 +34,13 @@ class ScriptedBackend(BaseBackend):
         ])
     """
 
+    call_format: CallFormat | None = None
+    """The tool-call format the planner loop words its corrections for (None: a neutral wording, no tags)."""
+
     def __init__(self, script: Iterable[ScriptItem], *, name: str = "scripted", context_window: int = 32768,
-                 stream_chunk_chars: int = 16) -> None:
+                 stream_chunk_chars: int = 16, call_format: CallFormat | None = None) -> None:
         self._script = list(script)
+        self.call_format = call_format
         self._pos = 0
         self.name = name
         self.context_window = context_window
@@ -46,6 +50,7 @@ class ScriptedBackend(BaseBackend):
         self._counts: dict[int, tuple[Message, int]] = {}
         # (the list counted last, its revision, how many of its messages were counted, their tokens)
         self._last: tuple[Any, int, int, int] | None = None
+        self._tools_count: tuple[Sequence[dict[str, Any]], int] | None = None
 
     @classmethod
     def from_trajectory(cls, trajectory: Trajectory, **kwargs: Any) -> ScriptedBackend:
@@ -79,7 +84,10 @@ class ScriptedBackend(BaseBackend):
         if revision is not None:
             self._last = (messages, revision, len(messages), total)
         if tools:
-            total += sum(count_text_tokens(repr(t)) for t in tools)
+            cached = self._tools_count
+            if cached is None or cached[0] is not tools:  # the loop passes the same schema list at every step
+                cached = self._tools_count = (tools, sum(count_text_tokens(repr(t)) for t in tools))
+            total += cached[1]
         return total
 
     async def agenerate(

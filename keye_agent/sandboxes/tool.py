@@ -135,8 +135,8 @@ def make_run_code(**options: Any) -> Tool:
     Options: any `SandboxConfig` field (``memory="1g"``, ``timeout_s=60``, ``network=True``, ...), plus
     ``sandbox`` (an existing `DockerSandbox` to use instead of starting one), ``max_chars`` (longest text returned
     to the model, default 20000), ``max_images`` (default 4) and ``name`` (default ``"run_code"``).
-    ``tool.metadata["session"]`` is the `RunCodeSession`; call its ``close()`` when the agent is done (it is also
-    closed at interpreter exit).
+    ``tool.close()`` (or closing the registry that holds it) removes the container when the agent is done (it is
+    also removed at interpreter exit); ``tool.metadata["session"]`` is the `RunCodeSession`, for inspection.
     """
     sandbox = options.pop("sandbox", None)
     name = options.pop("name", "run_code")
@@ -175,4 +175,5 @@ def make_run_code(**options: Any) -> Tool:
         mutates_state=True,  # calls must run one at a time and in order: the interpreter's state depends on it
         requires_approval=False,  # isolated: nothing outside the container changes
         metadata={"session": session, "sandbox_config": config},
+        on_close=session.close,
     )

@@ -8,21 +8,21 @@ the status first; that client is also the seam where tests put synthetic respons
 from CI).
 
 Requests are spaced by a :class:`RateLimiter`; rate limits (HTTP 202/403/429, DuckDuckGo's bot page), server errors
-and network errors are retried with exponential backoff (tenacity), honouring Retry-After; when one engine keeps
-failing the next is tried; when all fail, a :class:`SearchError` says why, per engine.
+and network errors are retried with exponential backoff (:mod:`keye_agent.retry`), honouring Retry-After; when one
+engine keeps failing the next is tried; when all fail, a :class:`SearchError` says why, per engine.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from keye_agent.errors import ConfigError, SearchError, TransientError
+from keye_agent.retry import Backoff, Retrier, parse_retry_after
 
-from keye_agent.errors import ConfigError, SearchError
-
-from .ratelimit import RateLimiter, backoff_delay
+from .ratelimit import RateLimiter
 from .results import SearchResult, check_region, check_time_range, dedupe
 
 _TIMELIMIT = {"day": "d", "week": "w", "month": "m", "year": "y"}
@@ -31,22 +31,9 @@ _BOT_PAGE_MARKERS = ("anomaly-modal", "bots use DuckDuckGo too")
 DEFAULT_ENGINES = ("duckduckgo", "brave", "mojeek")
 
 
-class _Transient(Exception):
-    """A failure worth retrying after a pause."""
-
-    kind = "network error"
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _RateLimited(_Transient):
-    kind = "rate limited"
-
-
-class _ServerError(_Transient):
-    kind = "server error"
+# TransientError.kind in the words of the final SearchError
+_KIND_WORDS = {"connection": "network error", "timeout": "network error", "rate_limited": "rate limited",
+               "server_error": "server error"}
 
 
 class _Refused(Exception):
@@ -64,12 +51,13 @@ def _unwrap(url: str) -> str:
     return target[0] if target else url
 
 
-def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After") if headers is not None else None
-        return float(value) if value else None
-    except (TypeError, ValueError, AttributeError):
+def _retry_after(resp: Any) -> float | None:
+    """The Retry-After of a response from any client (the transport seam may hand back a plain dict of headers)."""
+    headers = getattr(resp, "headers", None)
+    get = getattr(headers, "get", None)
+    if get is None:
         return None
+    return parse_retry_after(get("retry-after") or get("Retry-After"))
 
 
 class _CheckedClient:
@@ -88,15 +76,14 @@ class _CheckedClient:
         try:
             resp = self.inner.request(method, url, *args, **kwargs)
         except DDGSException as e:  # ddgs wraps every transport failure (DNS, refused, TLS, timeout) in this
-            raise _Transient(f"{self.engine}: {e}") from e
+            raise TransientError(f"{self.engine}: {e}") from e
         status = int(resp.status_code)
         if status in (202, 403, 429) or (status == 200 and any(m in (resp.text or "") for m in _BOT_PAGE_MARKERS)):
-            raise _RateLimited(
-                f"{self.engine}: the service is rate-limiting this client (HTTP {status})",
-                _retry_after(getattr(resp, "headers", None)),
-            )
+            raise TransientError(f"{self.engine}: the service is rate-limiting this client (HTTP {status})",
+                                 kind="rate_limited", status_code=status, retry_after=_retry_after(resp))
         if status >= 500:
-            raise _ServerError(f"{self.engine}: server error HTTP {status}", _retry_after(getattr(resp, "headers", None)))
+            raise TransientError(f"{self.engine}: server error HTTP {status}", kind="server_error",
+                                 status_code=status, retry_after=_retry_after(resp))
         if status != 200:
             raise _Refused(f"{self.engine}: the service refused the request (HTTP {status})")
         return resp
@@ -120,6 +107,10 @@ class DdgsBackend:
         min_interval_s: least time between two requests from this backend.
         max_attempts: attempts per engine before moving on (rate limits, server and network errors).
         backoff_s: first backoff; doubles each attempt (with jitter) up to ``max_backoff_s``.
+        max_retry_after_s: the longest Retry-After honoured; an engine asking for more is given up on at once
+            (the next engine is tried).
+        deadline_s: the longest one search may take: no wait between attempts is started that would end past it
+            (the web_search tool sets its own timeout here). None: no limit beyond ``max_attempts``.
         transport: an object with ``request(method, url, **kwargs)`` returning a response with ``status_code``,
             ``text``, ``content`` (and optionally ``headers``), used instead of ddgs's own client (tests, proxies).
     """
@@ -139,6 +130,8 @@ class DdgsBackend:
         max_attempts: int = 3,
         backoff_s: float = 1.0,
         max_backoff_s: float = 16.0,
+        max_retry_after_s: float = 60.0,
+        deadline_s: float | None = None,
         max_pages: int = 2,
         transport: Any | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -167,6 +160,8 @@ class DdgsBackend:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.deadline_s = deadline_s
+        self.backoff = Backoff(base_s=backoff_s, max_s=max_backoff_s, max_retry_after_s=max_retry_after_s)
         self.max_pages = max(1, max_pages)
         self.transport = transport
         self.limiter = RateLimiter(min_interval_s, **({"sleep": sleep} if sleep else {}))
@@ -183,35 +178,27 @@ class DdgsBackend:
             self._engines[name] = engine
         return engine
 
-    def _wait(self, retry_state: Any) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        delay = backoff_delay(retry_state.attempt_number, self.backoff_s, self.max_backoff_s,
-                              getattr(exc, "retry_after", None))
-        if isinstance(exc, _RateLimited):
-            self.limiter.penalise(delay)  # other threads searching through this backend back off as well
-        return delay
+    def _on_retry(self, exc: BaseException, wait: float, attempt: int) -> None:
+        if isinstance(exc, TransientError) and exc.kind == "rate_limited":
+            self.limiter.penalise(wait)  # other threads searching through this backend back off as well
 
-    def _one_page(self, engine: Any, query: str, region: str, timelimit: str | None, page: int) -> list[Any]:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            reraise=True,
-            **({"sleep": self._sleep} if self._sleep else {}),
-        )
-        for attempt in retrying:
-            with attempt:
-                self.limiter.acquire()
-                return engine.search(
-                    query, region=region, safesearch=self.safesearch, timelimit=timelimit, page=page
-                ) or []
-        return []  # unreachable: tenacity returns or re-raises
+    def _one_page(self, engine: Any, query: str, region: str, timelimit: str | None, page: int,
+                  deadline: float | None) -> list[Any]:
+        def once() -> list[Any]:
+            self.limiter.acquire()
+            return engine.search(query, region=region, safesearch=self.safesearch, timelimit=timelimit,
+                                 page=page) or []
 
-    def _search_engine(self, name: str, query: str, max_results: int, region: str, timelimit: str | None) -> list[SearchResult]:
+        retrier = Retrier(self.backoff, self.max_attempts, deadline_s=_left(deadline),
+                          transient=lambda e: isinstance(e, TransientError))
+        return retrier.run(once, sleep=self._sleep or time.sleep, on_retry=self._on_retry)
+
+    def _search_engine(self, name: str, query: str, max_results: int, region: str, timelimit: str | None,
+                       deadline: float | None) -> list[SearchResult]:
         engine = self._engine(name)
         found: list[SearchResult] = []
         for page in range(1, self.max_pages + 1):
-            raw = self._one_page(engine, query, region, timelimit, page)
+            raw = self._one_page(engine, query, region, timelimit, page, deadline)
             before = len(found)
             for item in raw:
                 url = _unwrap(getattr(item, "href", "") or "")
@@ -238,10 +225,14 @@ class DdgsBackend:
         region = check_region(region) or self.region
         timelimit = _TIMELIMIT.get(check_time_range(time_range) or "")
         failures: list[tuple[str, str, str]] = []
+        deadline = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         for name in self.engine_names:
             try:
-                results = self._search_engine(name, query, max_results, region, timelimit)
-            except (_Transient, _Refused) as e:
+                results = self._search_engine(name, query, max_results, region, timelimit, deadline)
+            except TransientError as e:
+                failures.append((name, _KIND_WORDS.get(e.kind, e.kind), str(e)))
+                continue
+            except _Refused as e:
                 failures.append((name, e.kind, str(e)))
                 continue
             except (DDGSException, ValueError, KeyError, IndexError) as e:  # an engine's parser choked on a page
@@ -252,6 +243,11 @@ class DdgsBackend:
         if len(failures) < len(self.engine_names):
             return []  # at least one engine answered, with nothing
         raise _search_error(failures, self.max_attempts)
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds from now to a monotonic ``deadline`` (never negative), or None for none."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _search_error(failures: list[tuple[str, str, str]], attempts: int) -> SearchError:

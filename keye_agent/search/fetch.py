@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 import httpx
 
 from keye_agent.errors import NetworkPolicyError, ToolExecutionError
+from keye_agent.retry import parse_retry_after
 from keye_agent.tools.netguard import NetPolicy, Resolver, check_url, guarded_async_client
 
 from .extract import Extracted, decode_bytes, html_to_text, json_to_text, pdf_to_text, sniff_html_charset
@@ -50,14 +51,6 @@ def _content_type(header: str | None) -> tuple[str, str | None]:
     msg = email.message.Message()
     msg["content-type"] = header
     return msg.get_content_type().lower(), msg.get_param("charset")  # type: ignore[return-value]
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def to_text(data: bytes, content_type: str, charset: str | None, url: str) -> Extracted:
@@ -186,7 +179,7 @@ class Fetcher:
         if status == 429 or status >= 500:
             raise ToolExecutionError(
                 f"{url} answered HTTP {status} {reason}".rstrip(), tool="fetch_url", transient=True,
-                retry_after=_retry_after(resp),
+                retry_after=parse_retry_after(resp.headers.get("retry-after")),
             )
         raise ToolExecutionError(f"{url} answered HTTP {status} {reason}".rstrip(), tool="fetch_url")
 

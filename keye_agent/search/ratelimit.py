@@ -6,7 +6,6 @@ burst with a block, so requests are spaced out here rather than retried there.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -51,14 +50,3 @@ class RateLimiter:
         """Push the next slot back (after the service said "slow down"), so other threads back off too."""
         with self._lock:
             self._next = max(self._next, self._clock() + seconds)
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after: float | None = None) -> float:
-    """Seconds to wait after failed attempt ``attempt`` (1-based): ``base_s`` doubling per attempt up to ``max_s``,
-    plus up to half of it again as jitter (clients must not retry in lockstep), and at least ``retry_after`` (what
-    the service asked for, capped at a minute)."""
-    delay = min(max_s, base_s * 2 ** (attempt - 1))
-    delay += random.uniform(0, delay / 2)
-    if retry_after:
-        delay = max(delay, min(float(retry_after), 60.0))
-    return delay

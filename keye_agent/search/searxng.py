@@ -8,25 +8,21 @@ subject to the fetch tool's private-address guard.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from keye_agent.errors import ConfigError, SearchError, redact
+from keye_agent.errors import ConfigError, SearchError, TransientError, redact
+from keye_agent.retry import Backoff, Retrier, parse_retry_after
 
-from .ratelimit import RateLimiter, backoff_delay
+from .ratelimit import RateLimiter
 from .results import SearchResult, check_region, check_time_range, dedupe
 
 _SAFESEARCH = {"off": 0, "moderate": 1, "on": 2, "strict": 2}
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def _language(region: str | None) -> str | None:
@@ -50,6 +46,10 @@ class SearxngBackend:
         headers: extra headers (an auth token for a private instance; redacted from errors).
         min_interval_s: least time between two requests.
         max_attempts: attempts on HTTP 429/5xx and connection errors.
+        backoff_s: first backoff; doubles each attempt (with jitter) up to ``max_backoff_s``.
+        max_retry_after_s: the longest Retry-After honoured; a longer ask fails the search at once.
+        deadline_s: the longest one search may take: no wait between attempts is started that would end past it
+            (the web_search tool sets its own timeout here). None: no limit beyond ``max_attempts``.
     """
 
     name = "searxng"
@@ -68,6 +68,8 @@ class SearxngBackend:
         max_attempts: int = 3,
         backoff_s: float = 1.0,
         max_backoff_s: float = 16.0,
+        max_retry_after_s: float = 60.0,
+        deadline_s: float | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -90,6 +92,8 @@ class SearxngBackend:
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.deadline_s = deadline_s
+        self.backoff = Backoff(base_s=backoff_s, max_s=max_backoff_s, max_retry_after_s=max_retry_after_s)
         self.limiter = RateLimiter(min_interval_s, **({"sleep": sleep} if sleep else {}))
         self._sleep = sleep
         self.cache_key = f"searxng:{self.base_url}:{categories}:{self.engines}:{safesearch}"
@@ -113,12 +117,12 @@ class SearxngBackend:
         try:
             resp = client.get(f"{self.base_url}/search", params=params)
         except httpx.TransportError as e:
-            raise _Retryable(f"cannot reach SearXNG at {self.base_url}: {type(e).__name__}: {e}") from e
+            raise TransientError(f"cannot reach SearXNG at {self.base_url}: {type(e).__name__}: {e}") from e
         if resp.status_code == 429 or resp.status_code >= 500:
-            ra = resp.headers.get("retry-after")
-            raise _Retryable(
+            raise TransientError(
                 f"SearXNG at {self.base_url} answered HTTP {resp.status_code}",
-                float(ra) if ra and ra.replace(".", "", 1).isdigit() else None,
+                kind="rate_limited" if resp.status_code == 429 else "server_error", status_code=resp.status_code,
+                retry_after=parse_retry_after(resp.headers.get("retry-after")),
             )
         if resp.status_code == 403:
             raise SearchError(
@@ -138,11 +142,6 @@ class SearxngBackend:
             raise SearchError(f"SearXNG at {self.base_url} answered JSON without a 'results' list")
         return data
 
-    def _wait(self, retry_state: Any) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        return backoff_delay(retry_state.attempt_number, self.backoff_s, self.max_backoff_s,
-                             getattr(exc, "retry_after", None))
-
     def search(
         self, query: str, *, max_results: int = 10, region: str | None = None, time_range: str | None = None
     ) -> list[SearchResult]:
@@ -152,19 +151,18 @@ class SearxngBackend:
         region = check_region(region) or self.region
         time_range = check_time_range(time_range)
         found: list[SearchResult] = []
+        deadline = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         with httpx.Client(timeout=self.timeout_s, headers=self.headers, follow_redirects=True) as client:
             for page in range(1, 4):
                 params = self._params(query, region, time_range, page)
-                retrying = Retrying(
-                    stop=stop_after_attempt(self.max_attempts), wait=self._wait,
-                    retry=retry_if_exception_type(_Retryable), reraise=True,
-                    **({"sleep": self._sleep} if self._sleep else {}),
-                )
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                retrier = Retrier(self.backoff, self.max_attempts, deadline_s=left,
+                                  transient=lambda e: isinstance(e, TransientError))
                 try:
-                    data = retrying(self._get, client, params)
-                except _Retryable as e:
+                    data = retrier.run(functools.partial(self._get, client, params), sleep=self._sleep or time.sleep)
+                except TransientError as e:
                     raise SearchError(
-                        redact(f"SearXNG search failed after {self.max_attempts} attempts: {e}"),
+                        redact(f"SearXNG search failed ({retrier.outcome() or 'after 1 attempt'}): {e}"),
                         hint="check that the instance is running and reachable, or raise max_attempts",
                     ) from None
                 before = len(found)

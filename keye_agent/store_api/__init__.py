@@ -1,17 +1,23 @@
-"""A store-and-delivery API (a starlette ASGI app): stores near a place, opening hours, catalogue and stock,
-distance and delivery time, orders. It backs the YAML-registry example and the TAU runner's simulations.
-
-Example::
-
-    from keye_agent.store_api import create_app, serve_in_thread
-    app = create_app()
-    with serve_in_thread(app) as base_url:
-        ...  # point examples/store.yaml at base_url (STORE_API_URL)
-    app.state.store.snapshot()  # stock and orders after the run
+"""The old home of the store domain's API, kept so that existing imports work: the code lives in
+:mod:`keye_agent.tau.domains.store.api`, and ``keye_agent.store_api.app`` (``.data``, ``.faults``, ``.serving``,
+``.state``) are the very modules there, so YAML references such as ``keye_agent.store_api.data:road_km`` resolve.
 """
 
-from .app import create_app, openapi_document
-from .serving import serve_in_thread
-from .state import DEFAULT_NOW, ApiError, StoreState
+from __future__ import annotations
+
+import importlib
+import sys
+
+from keye_agent.tau.domains.store.api import (
+    DEFAULT_NOW,
+    ApiError,
+    StoreState,
+    create_app,
+    openapi_document,
+    serve_in_thread,
+)
 
 __all__ = ["DEFAULT_NOW", "ApiError", "StoreState", "create_app", "openapi_document", "serve_in_thread"]
+
+for _name in ("app", "data", "faults", "serving", "state"):
+    sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"keye_agent.tau.domains.store.api.{_name}")

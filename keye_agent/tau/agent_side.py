@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from keye_agent.agent import Agent, RunFinished, StepFinished
-from keye_agent.types import GenerationSettings, ModelBackend, RunStatus
+from keye_agent.agent import Agent, FinalAnswer, RunFinished, StepFinished
+from keye_agent.types import GenerationSettings, ModelBackend, RepeatedCall, RunStatus, StepRecord
 
 from .environment import Environment, TauError, result_message
 from .messages import STOP, TauMessage, TauToolCall, agent_view, now_iso
@@ -63,40 +63,49 @@ class AgentSide:
         view = agent_view(trajectory)
         if not view or view[-1].role != "user":
             raise TauError("the agent's turn must follow a user message")
-        if max_steps is not None:
-            self.agent.max_steps = max(1, max_steps)
-        stream = self.agent.astream(view[-1], history=view[:-1])
+        limits = {} if max_steps is None else {"max_steps": max(1, max_steps)}
+        stream = self.agent.astream(view[-1], history=view[:-1], **limits)
+        last: StepRecord | None = None
         try:
             async for ev in stream:
-                if isinstance(ev, StepFinished) and ev.record.turn is not None:
-                    rec, turn = ev.record, ev.record.turn
-                    usage = {"prompt_tokens": rec.usage.prompt_tokens, "completion_tokens": rec.usage.completion_tokens}
-                    if turn.tool_calls:
-                        ran = []
-                        for c, res in zip(turn.tool_calls, rec.tool_results, strict=True):
-                            if res.error_type == "RepeatedCallError":
-                                # the loop refused an exact repeat of a failed call without running it: it never
-                                # reached the environment, so it stays out of the trajectory (a replay would run it)
-                                reply.blocked.append(f"{c.name}({c.arguments})")
-                            else:
-                                ran.append((TauToolCall(id=c.id, name=c.name, arguments=c.arguments), res))
-                        if not ran:
-                            continue
-                        yield TauMessage(role="assistant", content=turn.text or None, tool_calls=[c for c, _ in ran],
-                                         usage=usage, timestamp=now_iso(), generation_time_seconds=rec.model_duration_s)
-                        for call, res in ran:
-                            reply.failed_calls += 0 if res.ok else 1
-                            yield result_message(call, res)
-                    elif turn.text.strip() and not turn.parse_errors and not rec.errors:
-                        reply.final = TauMessage(role="assistant", content=turn.text, usage=usage, timestamp=now_iso(),
-                                                 generation_time_seconds=rec.model_duration_s)
-                        yield reply.final
+                if isinstance(ev, StepFinished) and ev.record.kind == "model" and ev.record.turn is not None:
+                    rec = last = ev.record
+                    turn = rec.turn
+                    assert turn is not None
+                    if not turn.tool_calls:
+                        continue
+                    # exact repeats of failed calls, refused by the loop without running: they never reached the
+                    # environment, so they stay out of the trajectory (a replay would run them)
+                    refused = {f.call_id for f in rec.errors if isinstance(f, RepeatedCall)}
+                    ran = []
+                    for c, res in zip(turn.tool_calls, rec.tool_results, strict=True):
+                        if c.id in refused:
+                            reply.blocked.append(f"{c.name}({c.arguments})")
+                        else:
+                            ran.append((TauToolCall(id=c.id, name=c.name, arguments=c.arguments), res))
+                    if not ran:
+                        continue
+                    yield TauMessage(role="assistant", content=turn.text or None, tool_calls=[c for c, _ in ran],
+                                     usage=_usage(rec), timestamp=now_iso(),
+                                     generation_time_seconds=rec.model_duration_s)
+                    for call, res in ran:
+                        reply.failed_calls += 0 if res.ok else 1
+                        yield result_message(call, res)
+                elif isinstance(ev, FinalAnswer) and last is not None:
+                    # the agent's text to the user: a model step's plain answer that the loop accepted as final
+                    reply.final = TauMessage(role="assistant", content=ev.text, usage=_usage(last), timestamp=now_iso(),
+                                             generation_time_seconds=last.model_duration_s)
+                    yield reply.final
                 elif isinstance(ev, RunFinished):
                     if ev.result.status != "completed":
                         reply.end_reason = END_REASONS.get(ev.result.status, "agent_error")
                         reply.error = ev.result.error
         finally:
             await stream.aclose()
+
+
+def _usage(rec: StepRecord) -> dict[str, int]:
+    return {"prompt_tokens": rec.usage.prompt_tokens, "completion_tokens": rec.usage.completion_tokens}
 
 
 def is_agent_stop(message: TauMessage) -> bool:

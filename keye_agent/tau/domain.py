@@ -8,11 +8,12 @@ A domain folder holds::
     split_tasks.json   optional: {"base": [task ids], ...}
     and its tools, either
     tools.py + db.json a Toolkit subclass named ``Tools`` (optionally ``UserTools`` over user_db.json)
+    tools.yaml+db.json tools declared in YAML as steps over the database (no Python needed, see db_tools.py)
     tools.yaml+app.py  a YAML tool registry over an in-process ASGI app (``create_app()``, ``dump_state(app)``,
                        optionally ``load_state(app, data)``), one app per environment
 
-``mock`` is tau2-bench's domain with our tools; its files are read from a tau2-bench data folder (``--tau2-data``).
-``store`` is ours, shipped with the package. Any other name is taken as a path to a domain folder.
+``mock``, ``airline`` and ``retail`` are tau2-bench's domains with our tools (:mod:`.domains.tau2`); their files
+ship with the package, or are read from a tau2-bench data folder (``--tau2-data``). ``store`` is ours. Any other name is taken as a path to a domain folder.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from keye_agent.errors import ConfigError
 
 from .environment import Environment
-from .schema import Task, load_splits, load_tasks
+from .schema import Task, load_splits, load_tasks, read_data_text
 from .toolkit import Toolkit
 
 TAU2_DATA_ENV = "KEYE_TAU2_DATA"
@@ -87,17 +88,17 @@ def tau2_data_dir(explicit: str | Path | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _tau2_domain_dir(root: Path, name: str) -> Path | None:
-    for rel in ("data/tau2/domains", "tau2/domains", "domains", "."):
-        d = root / rel / name
-        if (d / "tasks.json").is_file():
-            return d
+def data_file(folder: Path, name: str) -> Path | None:
+    """``folder/name``, or its gzip-compressed twin ``folder/name.gz``; None when neither exists."""
+    for p in (folder / name, folder / f"{name}.gz"):
+        if p.is_file():
+            return p
     return None
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_data_text(path))
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror}", file=str(path)) from e
     except json.JSONDecodeError as e:
@@ -107,15 +108,16 @@ def _read_json(path: Path) -> Any:
 def _task_file(domain_dir: Path, name: str, task_set: str | None, data_root: Path | None) -> Path:
     """tasks.json of the domain, or of a named task set (e.g. ``v0.1.0``) kept beside the data folder."""
     if not task_set:
-        return domain_dir / "tasks.json"
+        return data_file(domain_dir, "tasks.json") or domain_dir / "tasks.json"
     roots = [r for r in (data_root, domain_dir.parent.parent.parent.parent) if r is not None]
     for root in roots:
         for rel in (f"{task_set}/data/tau2/domains/{name}", f"{task_set}/domains/{name}", f"{task_set}/{name}"):
-            p = root / rel / "tasks.json"
-            if p.is_file():
+            p = data_file(root / rel, "tasks.json")
+            if p is not None:
                 return p
-    if (domain_dir / f"tasks_{task_set}.json").is_file():
-        return domain_dir / f"tasks_{task_set}.json"
+    p = data_file(domain_dir, f"tasks_{task_set}.json")
+    if p is not None:
+        return p
     raise ConfigError(f"task set {task_set!r} of domain {name!r} not found",
                       hint=f"looked under {', '.join(str(r) for r in roots)} for {task_set}/data/tau2/domains/{name}/"
                            "tasks.json; pass --tau2-data pointing at the folder that holds it")
@@ -125,47 +127,10 @@ def _tasks_and_splits(domain_dir: Path, name: str, task_set: str | None,
                       data_root: Path | None) -> tuple[list[Task], dict[str, list[str]]]:
     tfile = _task_file(domain_dir, name, task_set, data_root)
     tasks = load_tasks(tfile)
-    split_file = tfile.parent / f"split_{tfile.stem}.json"
+    stem = tfile.name.removesuffix(".gz").removesuffix(".json")
+    split_file = tfile.parent / f"split_{stem}.json"
     splits = load_splits(split_file) if split_file.is_file() else {}
     return tasks, splits
-
-
-def load_mock(tau2_data: str | Path | None = None, *, task_set: str | None = None) -> Domain:
-    """tau2-bench's mock domain with our toolkit, from the tau2-bench data folder."""
-    from .domains.mock import MockDB, MockTools, MockUserDB, MockUserTools
-
-    root = tau2_data_dir(tau2_data)
-    if root is None:
-        raise ConfigError("the mock domain needs tau2-bench's data files",
-                          hint="pass --tau2-data PATH (a tau2-bench checkout or its data folder) or set "
-                               f"{TAU2_DATA_ENV}")
-    d = _tau2_domain_dir(root, "mock")
-    if d is None:
-        raise ConfigError(f"no mock domain under {root}", hint="expected data/tau2/domains/mock/tasks.json there")
-    policy = (d / "policy.md").read_text(encoding="utf-8")
-    db_data = _read_json(d / "db.json")
-    user_data = _read_json(d / "user_db.json") if (d / "user_db.json").is_file() else {"notifications": {}}
-    MockDB.model_validate(db_data)  # fail here, with the file named, rather than inside every simulation
-
-    async def make() -> Environment:
-        return Environment("mock", policy, MockTools(MockDB.model_validate(db_data)),
-                           MockUserTools(MockUserDB.model_validate(user_data)))
-
-    tasks, splits = _tasks_and_splits(d, "mock", task_set, root)
-    return Domain("mock", policy, make, tasks, splits, source=str(d), user_guidelines=tau2_user_guidelines(d))
-
-
-def tau2_user_guidelines(domain_dir: Path) -> dict[str, str]:
-    """tau2-bench's own user-simulation guidelines, when its data folder has them (``user_simulator/`` beside
-    ``domains/``), so tau2 domains are simulated with the words upstream uses."""
-    folder = domain_dir.parent.parent / "user_simulator"
-    out = {}
-    for key, name in (("plain", "simulation_guidelines.md"), ("tools", "simulation_guidelines_tools.md")):
-        f = folder / name
-        if f.is_file():
-            # upstream fills this slot with optional persona guidelines; none are configured here
-            out[key] = f.read_text(encoding="utf-8").replace("<PERSONA_GUIDELINES>", "")
-    return out
 
 
 def _import_file(path: Path, name: str) -> Any:
@@ -180,9 +145,10 @@ def _import_file(path: Path, name: str) -> Any:
 
 
 def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
-    """A domain folder: a Python toolkit over db.json (tools.py defining ``Tools``, optionally ``UserTools``), or
-    a YAML tool registry over an in-process ASGI app (tools.yaml, and app.py defining ``create_app()``,
-    ``dump_state(app)`` and optionally ``load_state(app, data)``)."""
+    """A domain folder: a Python toolkit over db.json (tools.py defining ``Tools``, optionally ``UserTools``), a
+    YAML tool registry over an in-process ASGI app (tools.yaml, and app.py defining ``create_app()``,
+    ``dump_state(app)`` and optionally ``load_state(app, data)``), or YAML tools over db.json (tools.yaml without
+    app.py: :mod:`.db_tools`)."""
     d = Path(path)
     for required in ("policy.md", "tasks.json"):
         if not (d / required).is_file():
@@ -195,9 +161,14 @@ def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
         make = _python_toolkit_env(d, policy)
     elif (d / "tools.yaml").is_file() and (d / "app.py").is_file():
         make = _asgi_env(d, policy)
+    elif (d / "tools.yaml").is_file() and (d / "db.json").is_file():
+        from .db_tools import db_tools_environment
+
+        make = db_tools_environment(d, policy)
     else:
         raise ConfigError(f"domain folder {d} has no tools",
-                          hint="add tools.py (a Toolkit named Tools, over db.json) or tools.yaml with app.py")
+                          hint="add tools.yaml beside db.json (tools declared as steps over the database; see "
+                               "README \"Write a domain\"), tools.py (a Toolkit named Tools), or tools.yaml with app.py")
     return Domain(d.name, policy, make, tasks, splits, source=str(d))
 
 
@@ -244,9 +215,11 @@ def _asgi_env(d: Path, policy: str) -> EnvFactory:
 
 
 def load_domain(spec: str, *, tau2_data: str | Path | None = None, task_set: str | None = None) -> Domain:
-    """``mock``, ``store``, or a path to a domain folder."""
-    if spec == "mock":
-        return load_mock(tau2_data, task_set=task_set)
+    """``mock``, ``airline``, ``retail`` (tau2-bench's), ``store`` (ours), or a path to a domain folder."""
+    from .domains.tau2 import TAU2_DOMAINS, load_tau2
+
+    if spec in TAU2_DOMAINS:
+        return load_tau2(spec, tau2_data, task_set=task_set)
     if spec == "store":
         try:
             from .domains.store import load_store
@@ -258,4 +231,5 @@ def load_domain(spec: str, *, tau2_data: str | Path | None = None, task_set: str
     if p.is_dir():
         return load_folder(p, task_set=task_set)
     raise ConfigError(f"unknown domain {spec!r}",
-                      hint="use mock, store, or the path of a domain folder (policy.md, db.json, tasks.json, tools.py)")
+                      hint="use mock, airline, retail, store, or the path of a domain folder (policy.md, db.json, "
+                           "tasks.json, tools.py)")

@@ -66,6 +66,20 @@ class SimulationRun(BaseModel):
         return d
 
 
+def _remove_stale_temps(path: Path) -> None:
+    """Delete the temp files that a killed writer of ``path`` left (``.NAME.PID.tmp`` of a process now gone)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 class Results(BaseModel):
     model_config = ConfigDict(extra="allow")
     timestamp: str = Field(default_factory=lambda: datetime.now().isoformat())
@@ -85,12 +99,16 @@ class Results(BaseModel):
         """Write atomically: a temp file in the same folder, flushed to disk, then renamed over the target."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(self.to_tau2(), f, indent=2, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(self.to_tau2(), f, indent=2, ensure_ascii=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -44,6 +44,21 @@ class RunSettings:
     resume: bool = False
     save_every_s: float = 10.0
     """How often the results file is rewritten during a run (every simulation is checkpointed at once anyway)."""
+    agent_implementation: str | None = None
+    """What ``info.agent_info.implementation`` says; by default "llm_agent", or "oracle_agent" / "idle_agent" when
+    ``agent_name`` is oracle / idle (so scripted results never pass for a model's)."""
+    user_implementation: str | None = None
+    """Likewise for the user: "user_simulator", or "oracle_user" when ``user_name`` is oracle."""
+
+
+_SCRIPTED = {"agent": {"oracle": "oracle_agent", "idle": "idle_agent"}, "user": {"oracle": "oracle_user"}}
+
+
+def implementation(side: str, name: str, explicit: str | None = None) -> str:
+    """The implementation label of a results file's agent or user side."""
+    if explicit:
+        return explicit
+    return _SCRIPTED[side].get(name, "llm_agent" if side == "agent" else "user_simulator")
 
 
 def trial_seeds(seed: int | None, num_trials: int) -> list[int | None]:
@@ -58,9 +73,11 @@ def _info(domain: Domain, s: RunSettings) -> dict[str, Any]:
     return {
         "git_commit": git_commit(), "num_trials": s.num_trials, "max_steps": s.limits.max_steps,
         "max_errors": s.limits.max_errors, "seed": s.seed,
-        "user_info": {"implementation": "user_simulator", "llm": s.user_name,
+        "user_info": {"implementation": implementation("user", s.user_name, s.user_implementation),
+                      "llm": s.user_name,
                       "llm_args": {"temperature": (s.user_settings or GenerationSettings()).temperature}},
-        "agent_info": {"implementation": "llm_agent", "llm": s.agent_name,
+        "agent_info": {"implementation": implementation("agent", s.agent_name, s.agent_implementation),
+                       "llm": s.agent_name,
                        "llm_args": {"temperature": (s.agent_settings or GenerationSettings()).temperature}},
         "environment_info": {"domain_name": domain.name, "policy": domain.policy},
         "text_streaming_config": None,

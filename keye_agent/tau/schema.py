@@ -13,6 +13,7 @@ our results files embed tasks its tooling reads back.
 
 from __future__ import annotations
 
+import gzip
 import json
 import textwrap
 from enum import StrEnum
@@ -183,11 +184,21 @@ def parse_tasks(data: Any, *, source: str = "<tasks>") -> list[Task]:
     return tasks
 
 
+def read_data_text(path: Path) -> str:
+    """A data file's text; ``*.gz`` files are decompressed (large data files ship compressed)."""
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(path.read_bytes()).decode("utf-8")
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise ConfigError(f"not a valid gzip file: {e}", file=str(path)) from None
+    return path.read_text(encoding="utf-8")
+
+
 def load_tasks(path: str | Path) -> list[Task]:
-    """Load and validate a tasks.json file."""
+    """Load and validate a tasks.json file (or tasks.json.gz)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_data_text(path)
     except OSError as e:
         raise ConfigError(f"cannot read the task file: {e.strerror}", file=str(path)) from e
     try:

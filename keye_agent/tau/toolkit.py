@@ -32,6 +32,7 @@ from keye_agent.errors import KeyeAgentError, ToolExecutionError
 from keye_agent.tools import Tool, ToolRegistry
 from keye_agent.tools.decorator import build_schema
 
+from .lazydb import LazyDB
 from .messages import tool_output_text
 
 ToolKind = Literal["read", "write", "think", "generic"]
@@ -160,13 +161,20 @@ class Toolkit:
         """The database as JSON-like data (pydantic models dumped with their defaults, as tau2-bench hashes them)."""
         if isinstance(self.db, BaseModel):
             return self.db.model_dump()
+        if isinstance(self.db, LazyDB):
+            return self.db.dump()  # shares the records not touched: read it, do not mutate it
         return copy.deepcopy(self.db)
 
     def db_hash(self) -> str | None:
+        if isinstance(self.db, LazyDB):
+            return self.db.hash()
         return None if self.db is None else json_hash(self.dump_db())
 
     def update_db(self, data: dict[str, Any] | None) -> None:
         """Merge ``data`` into the database and validate the result with the database's model."""
+        if isinstance(self.db, LazyDB):
+            self.db = self.db.merged(data)
+            return
         merged = deep_merge(self.dump_db(), data or {})
         self.db = type(self.db).model_validate(merged) if isinstance(self.db, BaseModel) else merged
 

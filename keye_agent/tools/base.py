@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from keye_agent._sync import run_sync
 from keye_agent.errors import ToolDefinitionError
 from keye_agent.types import ImagePart
 
@@ -41,6 +44,9 @@ class Tool:
              parameters={"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
                          "required": ["a", "b"]},
              fn=lambda a, b: a + b)
+
+    A tool that owns a resource names its release in ``on_close``; :meth:`close` (or :meth:`aclose`, or closing the
+    :class:`ToolRegistry` that holds it) runs it once.
     """
 
     name: str
@@ -51,6 +57,9 @@ class Tool:
     """Wall-clock limit of one attempt; None for no limit."""
     retries: int = 2
     """Extra attempts after a transient failure (ToolExecutionError(transient=True) or a timeout)."""
+    max_retry_wait_s: float | None = None
+    """The longest wait between attempts (a server asking for longer gets its error back at once); None: the
+    tool's ``timeout_s``, so a wait never outlives the call it serves."""
     mutates_state: bool = False
     """Changes the world (writes, orders, deletes): such calls run one at a time, in order, and may need approval."""
     requires_approval: bool | None = None
@@ -60,6 +69,11 @@ class Tool:
     coerce: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     """Turns validated JSON arguments into Python values (pydantic models, enums) before the call."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    on_close: Callable[[], Any] | None = None
+    """Releases what the tool owns (a sandbox, a client session), sync or async; run once by :meth:`close` or
+    :meth:`aclose`. Tools that share one resource may each name it: its own close should be idempotent too."""
+    _closed: bool = field(default=False, init=False, repr=False, compare=False)
+    _close_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -103,6 +117,55 @@ class Tool:
     def __call__(self, **kwargs: Any) -> Any:
         """Call the underlying function directly (no validation, no retries)."""
         return self.fn(**kwargs)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _take_closer(self) -> Callable[[], Any] | None:
+        with self._close_lock:
+            if self._closed:
+                return None
+            self._closed = True
+            return self.on_close
+
+    def close(self) -> None:
+        """Release what the tool owns (its ``on_close``); later calls do nothing. An async ``on_close`` runs to
+        completion here when no event loop is running; inside one, ``await tool.aclose()`` instead."""
+        closer = self._take_closer()
+        if closer is None:
+            return
+        result = closer()
+        if not inspect.isawaitable(result):
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            run_sync(_awaited(result))
+            return
+        if inspect.iscoroutine(result):
+            result.close()  # never started: the resource is untouched and can still be closed with aclose()
+        with self._close_lock:
+            self._closed = False
+        raise RuntimeError(f"tool {self.name!r} closes asynchronously: call `await tool.aclose()` inside an event "
+                           "loop")
+
+    async def aclose(self) -> None:
+        """Release what the tool owns; later calls do nothing. A sync ``on_close`` runs in a worker thread, so a
+        slow teardown (removing a container) does not stall the event loop."""
+        closer = self._take_closer()
+        if closer is None:
+            return
+        if inspect.iscoroutinefunction(closer):
+            await closer()
+            return
+        result = await asyncio.to_thread(closer)
+        if inspect.isawaitable(result):
+            await result
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
 
 
 def render_output(value: Any) -> tuple[str, list[ImagePart]]:

@@ -10,19 +10,19 @@ twice.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from keye_agent.errors import ToolExecutionError, redact
+from keye_agent.errors import ToolExecutionError, shorten
+from keye_agent.retry import parse_retry_after
 
 from .base import Tool
+from .decoding import ACCEPT_ENCODING, DecodingError, read_decoded
 from .jsonpath import JsonPath
 from .netguard import NetPolicy, guarded_async_client
 
@@ -83,22 +83,6 @@ class HttpSpec:
         return schema
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _wire(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -107,8 +91,16 @@ def _wire(value: Any) -> str:
     return str(value)
 
 
+def _path_segment(value: Any) -> str:
+    """A path argument as one segment: every reserved character percent-encoded, and ``.``/``..`` too, which a
+    client (httpx included) would otherwise resolve as dot segments and send to another path of the host."""
+    text = quote(_wire(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
 def _detail(body: bytes, content_type: str) -> str:
-    """The useful part of an error body: the API's own error fields when it sent JSON, else the text, shortened."""
+    """The useful part of an error body: the API's own error fields when it sent JSON, else the text, redacted
+    and then shortened (a secret past the cut must not leave its first characters behind)."""
     text = body[: _DETAIL_CHARS * 4].decode("utf-8", "replace").strip()
     if "json" in content_type:
         try:
@@ -118,7 +110,7 @@ def _detail(body: bytes, content_type: str) -> str:
         if isinstance(data, dict):
             picked = {k: data[k] for k in ("error", "code", "detail", "message", "errors", "hint") if k in data}
             text = json.dumps(picked or data, ensure_ascii=False)
-    return text[:_DETAIL_CHARS] + ("..." if len(text) > _DETAIL_CHARS else "")
+    return shorten(text, _DETAIL_CHARS)
 
 
 _ADVICE = {
@@ -159,7 +151,7 @@ class _Call:
             if a is None or value is None:
                 continue
             if a.location == "path":
-                path_values[a.wire_name] = quote(_wire(value), safe="")
+                path_values[a.wire_name] = _path_segment(value)
             elif a.location == "query":
                 query[a.wire_name] = [_wire(v) for v in value] if isinstance(value, list) else _wire(value)
             elif a.location == "header":
@@ -189,15 +181,16 @@ class _Call:
             message += (f"; the {self.method} may or may not have been applied, so it was not retried: check the "
                         "current state (e.g. read the resource) before calling again")
             transient = False
-        return ToolExecutionError(redact(message), tool=self.spec.name, transient=transient, retry_after=retry_after)
+        return ToolExecutionError(message, tool=self.spec.name, transient=transient, retry_after=retry_after)
 
     def client(self) -> httpx.AsyncClient:
         spec = self.spec
         timeout = httpx.Timeout(spec.timeout_s)
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}  # only what read_decoded can decode under its cap
         if spec.transport is not None:
             return httpx.AsyncClient(transport=spec.transport, timeout=timeout, follow_redirects=True,
-                                     max_redirects=spec.policy.max_redirects)
-        return guarded_async_client(spec.policy, timeout=timeout, follow_redirects=True)
+                                     max_redirects=spec.policy.max_redirects, headers=headers)
+        return guarded_async_client(spec.policy, timeout=timeout, follow_redirects=True, headers=headers)
 
     async def run(self, args: dict[str, Any]) -> Any:
         url, query, headers, body = self.request_parts(args)
@@ -233,18 +226,15 @@ class _Call:
             raise self.fail(
                 f"{where} returned {int(declared):,} bytes, over this tool's limit of {cap:,}; ask for less "
                 "(a filter, a smaller page or limit argument)", transient=False)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                if resp.status_code >= 400:
-                    break  # an error page: its start is enough for the message
-                raise self.fail(
-                    f"{where} returned more than {cap:,} bytes, over this tool's limit; ask for less "
-                    "(a filter, a smaller page or limit argument)", transient=False)
-            chunks.append(chunk)
-        return (resp.status_code, resp.headers.get("content-type", ""), b"".join(chunks),
+        try:
+            body, over = await read_decoded(resp, cap)
+        except DecodingError as e:
+            raise self.fail(f"{where}: {e}", transient=False) from None
+        if over and resp.status_code < 400:  # an error page's start is enough for the message
+            raise self.fail(
+                f"{where} returned more than {cap:,} bytes (decoded), over this tool's limit; ask for less "
+                "(a filter, a smaller page or limit argument)", transient=False)
+        return (resp.status_code, resp.headers.get("content-type", ""), body,
                 parse_retry_after(resp.headers.get("retry-after")))
 
     def _status_error(self, where: str, status: int, ctype: str, raw: bytes, retry_after: float | None
@@ -269,7 +259,7 @@ class _Call:
             try:
                 data = json.loads(raw)
             except ValueError as e:
-                shown = raw[:120].decode("utf-8", "replace")
+                shown = shorten(raw[:4096].decode("utf-8", "replace"), 120, marker="")
                 raise self.fail(
                     f"{where} returned malformed JSON ({e}); it starts with {shown!r}. The API is broken or "
                     "overloaded; calling again may help", transient=False) from None
@@ -300,6 +290,7 @@ def make_http_tool(spec: HttpSpec) -> Tool:
         # the request carries its own deadline; this outer one only catches a stuck event loop
         timeout_s=spec.timeout_s + 5.0,
         retries=spec.retries,
+        max_retry_wait_s=spec.timeout_s,  # the tool's timeout as the user set it, not the margin above
         mutates_state=mutates,
         requires_approval=spec.requires_approval,
         metadata={"kind": "http", "method": call.method, "url": spec.url},

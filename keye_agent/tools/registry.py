@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import functools
 import inspect
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
-
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from keye_agent._sync import run_sync
 from keye_agent.errors import (
@@ -27,7 +23,10 @@ from keye_agent.errors import (
     ToolNotFoundError,
     ToolTimeoutError,
     ToolValidationError,
+    redact,
 )
+from keye_agent.faults import tool_error_kind
+from keye_agent.retry import Backoff, Retrier, is_transient
 from keye_agent.types import ToolCall, ToolResult
 
 from ._pool import DaemonThreadPool
@@ -39,10 +38,6 @@ from .validation import format_validation_errors, sanitize_message
 _POOL = DaemonThreadPool(max_workers=32)
 
 ApprovalCallback = Callable[[Tool, ToolCall], "bool | Awaitable[bool]"]
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, ToolTimeoutError) or (isinstance(exc, ToolExecutionError) and exc.transient)
 
 
 class ToolRegistry:
@@ -157,6 +152,7 @@ class ToolRegistry:
         """Validate and run one call; always returns a ToolResult."""
         start = time.perf_counter()
         attempts = 0
+        outcome = ""
         try:
             t, args = self.validate(call)
             if approve is not None and t.needs_approval:
@@ -171,56 +167,48 @@ class ToolRegistry:
             try:
                 value = await self._invoke(t, args)
             except (ToolExecutionError, ToolTimeoutError) as first:
-                # the common path pays nothing for retries; tenacity takes over after a transient failure
-                if t.retries <= 0 or not _is_transient(first):
+                # the common path pays nothing for retries: the retrier exists only after a transient failure
+                if t.retries <= 0 or not is_transient(first):
                     raise
-                first_wait = self._wait_for(first, 1)
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(t.retries),
-                    wait=lambda state: self._wait_for(state.outcome.exception() if state.outcome else None,
-                                                      state.attempt_number + 1),
-                    retry=retry_if_exception(_is_transient),
-                    before=lambda state: None,
-                    reraise=True,
-                ):
-                    with attempt:
-                        if attempt.retry_state.attempt_number == 1:
-                            await asyncio.sleep(first_wait)
-                        attempts = attempt.retry_state.attempt_number + 1
-                        value = await self._invoke(t, args)
+                retrier = self._retrier(t)
+                try:
+                    value = await retrier.arun(lambda: self._invoke(t, args), failed=first)
+                finally:
+                    attempts, outcome = retrier.attempts, retrier.outcome()
             content, attachments = render_output(value)
+            # where a result enters the conversation: whole (before any cut), so the trajectory, events and
+            # RunResult never hold a secret the tool echoed (an API that returns the request's headers)
             return ToolResult(
-                call_id=call.id, name=call.name, ok=True, content=content, attachments=attachments,
+                call_id=call.id, name=call.name, ok=True, content=redact(content), attachments=attachments,
                 duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
             )
         except ToolError as e:
-            return self._failure(call, e, start, attempts)
+            return self._failure(call, e, start, attempts, outcome)
         except KeyeAgentError as e:
-            return self._failure(call, e, start, attempts)
+            return self._failure(call, e, start, attempts, outcome)
         except Exception as e:  # noqa: BLE001 - a tool's own bug goes back to the model as its type and message
-            return self._failure(call, e, start, attempts)
+            return self._failure(call, e, start, attempts, outcome)
 
-    def _failure(self, call: ToolCall, e: BaseException, start: float, attempts: int) -> ToolResult:
+    def _failure(self, call: ToolCall, e: BaseException, start: float, attempts: int, outcome: str = "") -> ToolResult:
         if isinstance(e, KeyeAgentError):
             msg = str(e)
         else:
             msg = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        if attempts > 1:
-            msg += f" (after {attempts} attempts)"
+        if outcome:
+            msg += f" ({outcome})"
         return ToolResult(
             call_id=call.id, name=call.name, ok=False, error=sanitize_message(msg), error_type=type(e).__name__,
-            duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
+            error_kind=tool_error_kind(e), duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
         )
 
-    def _wait_for(self, exc: BaseException | None, attempt_number: int) -> float:
-        """Seconds to wait after failed attempt ``attempt_number`` (1-based): exponential with jitter, at least
-        the server's Retry-After when it gave one (capped)."""
-        backoff = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt_number - 1))
-        backoff *= 0.5 + random.random() / 2  # jitter: concurrent clients should not retry in lockstep
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            backoff = max(backoff, min(float(retry_after), self.max_retry_after_s))
-        return backoff
+    def _retrier(self, t: Tool) -> Retrier:
+        """The retry state of one call of ``t``: a wait is never longer than the tool's own limit (its
+        ``max_retry_wait_s``, else its timeout): a server that asks for more gets the error back at once, not a
+        sleep the caller outlives."""
+        limit = t.max_retry_wait_s if t.max_retry_wait_s is not None else t.timeout_s
+        cap = self.max_retry_after_s if limit is None else min(self.max_retry_after_s, limit)
+        backoff = Backoff(base_s=self.backoff_base_s, max_s=min(self.backoff_max_s, cap), max_retry_after_s=cap)
+        return Retrier(backoff, attempts=1 + t.retries)
 
     async def _invoke(self, t: Tool, args: dict[str, Any]) -> Any:
         if t.is_async:
@@ -228,7 +216,7 @@ class ToolRegistry:
         elif t.inline:
             return t.fn(**args)
         else:
-            aw = asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(t.fn, **args))
+            aw = _POOL.run_async(t.fn, **args)
         if t.timeout_s is None:
             return await aw
         try:
@@ -270,3 +258,39 @@ class ToolRegistry:
 
     def dispatch_sync(self, calls: Sequence[ToolCall], *, approve: ApprovalCallback | None = None) -> list[ToolResult]:
         return run_sync(self.dispatch(calls, approve=approve))
+
+    # -- lifecycle: tools that own resources (a sandbox, a client session) release them here ------------------
+
+    def close(self) -> None:
+        """Close every tool (see :meth:`Tool.close`); idempotent. Every tool is closed even when one fails; then
+        the first failure is raised. Registries made by :meth:`with_tools` share tools, so closing either closes
+        them."""
+        errors = []
+        for t in list(self._tools.values()):
+            try:
+                t.close()
+            except Exception as e:  # noqa: BLE001 - the others must still be closed; the first is raised below
+                errors.append(e)
+        _raise_first(errors)
+
+    async def aclose(self) -> None:
+        """:meth:`close` for async code: async closers are awaited, sync ones run in a worker thread."""
+        results = await asyncio.gather(*(t.aclose() for t in list(self._tools.values())), return_exceptions=True)
+        _raise_first([r for r in results if isinstance(r, BaseException)])
+
+    def __enter__(self) -> ToolRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ToolRegistry:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _raise_first(errors: Sequence[BaseException]) -> None:
+    if errors:
+        raise errors[0]

@@ -57,7 +57,7 @@ def format_validation_errors(tool: Tool, errors: list[ValidationError]) -> tuple
         problems.append((path, msg))
         lines.append(f"- {path}: {msg}" + (f"; {expected}" if expected else ""))
     head = f"invalid arguments for tool {tool.name!r} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
-    return redact("\n".join([head, *lines])), problems
+    return "\n".join([head, *lines]), problems  # ToolValidationError redacts it
 
 
 def _host_prefixes() -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from keye_agent.errors import ConfigError, register_secret
+from keye_agent.errors import ConfigError, is_secret_name, register_secret
 
 __all__ = ["SourceMap", "expand_env", "read_yaml"]
 
@@ -23,7 +23,6 @@ Path_ = tuple[str | int, ...]
 # ${NAME} or ${NAME:-default}; "$${" is a literal "${"
 _ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_BODY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
 
 
 @dataclass
@@ -149,7 +148,7 @@ def expand_env(
                     path, hint=f"export {name}=... before loading, or give a default: ${{{name}:-value}}",
                 )
             value = default
-        elif name in secret_names or _SECRET_NAME.search(name) or is_secret_path(path):
+        elif name in secret_names or is_secret_name(name) or is_secret_path(path):
             register_secret(value)
         return value
 

@@ -75,7 +75,7 @@ def test_malformed_output_gets_a_parse_correction_then_recovers():
     r = Agent(be, [lookup]).run("OSL?")
     assert r.status == "completed" and r.steps == 3
     first = r.trajectory.steps[0]
-    assert first.errors and "could not be parsed" in first.errors[0]
+    assert first.errors and first.errors[0].kind == "malformed" and "could not be parsed" in first.errors[0].message
     correction = r.trajectory.messages[2]
     assert correction.role == "user" and "<tool_call>" in correction.text and "could not be parsed" in correction.text
 
@@ -133,7 +133,7 @@ def test_the_same_failing_call_repeated_is_not_run_again():
 
 def test_empty_answer_is_corrected():
     r = Agent(ScriptedBackend([AssistantTurn(text=""), "done"]), []).run("?")
-    assert r.status == "completed" and "empty" in r.trajectory.steps[0].errors[0]
+    assert r.status == "completed" and "empty" in r.trajectory.steps[0].errors[0].message
 
 
 def test_budget_max_steps():
@@ -220,7 +220,9 @@ def test_final_check_rejects_then_accepts():
 
     r = Agent(ScriptedBackend(["Oslo.", "Oslo Gardermoen."]), [], final_check=check).run("OSL?")
     assert r.status == "completed" and r.final_answer == "Oslo Gardermoen." and r.steps == 2
-    assert "not accepted: name the airport" in r.trajectory.steps[0].errors[0]
+    checks = [s for s in r.trajectory.steps if s.kind == "final_check"]
+    assert [c.index for c in checks] == [1, 2] and checks[1].notes == ["final answer accepted"]
+    assert "not accepted: name the airport" in checks[0].errors[0].message and checks[0].errors[0].kind == "final_rejected"
 
 
 def test_long_tool_output_is_cut_with_a_note():
@@ -332,7 +334,7 @@ def test_an_answer_cut_off_at_the_token_limit_is_not_final():
     turns = [AssistantTurn(text="The airport is Oslo Garder", finish_reason="length"), "Oslo Gardermoen."]
     r = Agent(ScriptedBackend(turns), []).run("?")
     assert r.final_answer == "Oslo Gardermoen." and r.steps == 2
-    assert "cut off at the token limit" in r.trajectory.steps[0].errors[0]
+    assert "cut off at the token limit" in r.trajectory.steps[0].errors[0].message
 
 
 def test_first_tool_choice_applies_to_the_first_step_only():

@@ -4,8 +4,10 @@ answers are scripted. Timeouts and backoff are short so the suite stays fast."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -152,6 +154,32 @@ def test_429_with_retry_after_then_success(caplog: pytest.LogCaptureFixture) -> 
     assert turn.text == "ok" and len(server.requests) == 2
     assert "HTTP 429" in caplog.text and "in 0.20 s" in caplog.text  # waited Retry-After, not the 5 s backoff
     assert KEY not in caplog.text
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)  # "come back at <a moment already gone>"
+    limited = Reply({"error": {"message": "rate limited"}}, 429, {"Retry-After": past})
+    with ChatServer([limited, Reply(completion("ok"))]) as server:
+        turn = backend(server, backoff_s=5.0).generate([Message.user("hi")])
+    assert turn.text == "ok" and len(server.requests) == 2  # retried at once, not after the 5 s backoff
+
+
+def test_retry_after_longer_than_the_cap_is_raised_at_once() -> None:
+    limited = Reply({"error": {"message": "quota"}}, 429, {"Retry-After": "3600"})
+    with ChatServer([limited, Reply(completion("never"))]) as server:
+        with pytest.raises(BackendConnectionError) as info:
+            backend(server, max_backoff_s=30.0).generate([Message.user("hi")])
+    assert len(server.requests) == 1 and info.value.status_code == 429
+    assert "asked to wait 3600 s, more than the 30 s this call may wait" in str(info.value)
+
+
+def test_a_wait_never_outlives_the_calls_deadline() -> None:
+    """A server asking for 5 s, within the 30 s cap, is not waited when the call's own deadline is 1 s."""
+    limited = Reply({"error": {"message": "busy"}}, 503, {"Retry-After": "5"})
+    with ChatServer([limited, Reply(completion("late"))]) as server:
+        with pytest.raises(BackendConnectionError, match=r"asked to wait 5 s, more than the [\d.]+ s left before") as info:
+            backend(server, deadline_s=1.0).generate([Message.user("hi")])
+    assert len(server.requests) == 1 and info.value.status_code == 503
 
 
 def test_500_then_success() -> None:

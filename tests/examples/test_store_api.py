@@ -1,4 +1,4 @@
-"""The store-and-delivery API itself (keye_agent.store_api), over real HTTP on a loopback port, and
+"""The store-and-delivery API itself (keye_agent.tau.domains.store.api), over real HTTP on a loopback port, and
 ``python -m examples.store_api`` as a user starts it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keye_agent.store_api import StoreState, create_app, openapi_document, serve_in_thread
+from keye_agent.tau.domains.store.api import StoreState, create_app, openapi_document, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,3 +160,20 @@ def test_python_m_examples_store_api() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_old_import_path_still_works(tmp_path: Path) -> None:
+    """keye_agent.store_api moved into the tau store domain; its old names, submodules and YAML references stay."""
+    import keye_agent.store_api.data as old_data
+    from keye_agent.store_api.app import create_app as old_create_app
+
+    import keye_agent.store_api as old
+    from keye_agent.tau.domains.store.api import data as new_data
+    from keye_agent.tools.yaml_registry import load_registry
+
+    assert old.create_app is create_app and old_create_app is create_app and old_data is new_data
+    assert old.StoreState is StoreState and old.serve_in_thread is serve_in_thread
+    f = tmp_path / "tools.yaml"
+    f.write_text("version: 1\ntools:\n  - {kind: python, function: 'keye_agent.store_api.data:seed', name: seed_world,"
+                 " description: A fresh world.}\n")
+    assert load_registry(f).names == ["seed_world"]

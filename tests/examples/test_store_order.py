@@ -17,7 +17,7 @@ import pytest
 from keye_agent.agent import Agent
 from keye_agent.backends.scripted import ScriptedBackend
 from keye_agent.errors import KeyeAgentError
-from keye_agent.store_api import create_app, serve_in_thread
+from keye_agent.tau.domains.store.api import create_app, serve_in_thread
 from keye_agent.tools.yaml_registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[2]

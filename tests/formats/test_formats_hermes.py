@@ -65,13 +65,18 @@ def test_structural_tag_with_reasoning_and_refusals() -> None:
 
 
 def test_call_format_wording_and_the_backends_that_carry_it() -> None:
+    from keye_agent.agent.faults import malformed
     from keye_agent.backends.keye import KeyeBackend
     from keye_agent.backends.transformers import TransformersBackend
+    from keye_agent.types import CallFormat
 
     fmt = hermes.HERMES
     assert fmt.name == "hermes"
     assert "<tool_call>" in fmt.how_to_call() and '"arguments"' in fmt.how_to_call()
     assert KeyeBackend.call_format is fmt and TransformersBackend.call_format is fmt
+    assert isinstance(fmt, CallFormat)
+    message = malformed(["bad JSON"], KeyeBackend.__new__(KeyeBackend)).message
+    assert fmt.how_to_call() in message and message.count("plain text") == 1
 
 
 def test_old_import_paths_answer() -> None:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 def run_code(engine: None) -> Iterator[Tool]:
     t = make_run_code(timeout_s=20)
     yield t
-    t.metadata["session"].close()
+    t.close()
 
 
 def _call(registry: ToolRegistry, **arguments: object):  # type: ignore[no-untyped-def]
@@ -104,7 +104,7 @@ def test_a_lost_sandbox_is_replaced_and_the_model_told(engine: None) -> None:
         r = _call(reg, code="print('z' in globals())")
         assert r.ok and "False" in r.content and "the previous sandbox was lost" in r.content
     finally:
-        t.metadata["session"].close()
+        t.close()
 
 
 def test_yaml_registry_builtin_run_code(engine: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +119,22 @@ def test_yaml_registry_builtin_run_code(engine: None, tmp_path) -> None:  # type
         r = _call(reg, code="print(sum(range(5)))")
         assert r.ok and "stdout:\n10" in r.content
     finally:
-        t.metadata["session"].close()
+        t.close()
     f.write_text("version: 1\ntools:\n  - {kind: builtin, builtin: run_code, options: {memroy: 1g}}\n")
     with pytest.raises(ConfigError, match="unknown sandbox option"):
         load_registry(f)
+
+
+def test_closing_the_registry_removes_the_container(engine: None) -> None:
+    """The tool lifecycle: the registry closes run_code (its on_close), which removes its container, once."""
+    import docker.errors
+
+    t = make_run_code(timeout_s=20)
+    with ToolRegistry([t]) as reg:
+        assert _call(reg, code="print(6 * 7)").ok
+        cid = t.metadata["session"].sandbox.container_id
+        assert cid and docker_client().containers.get(cid).status == "running"
+    assert t.closed
+    with pytest.raises(docker.errors.NotFound):
+        docker_client().containers.get(cid)
+    t.close()  # idempotent

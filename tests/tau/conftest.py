@@ -1,5 +1,6 @@
-"""Fixtures for the TAU2 runner tests. tau2-bench's public data is read from $KEYE_TAU2_DATA, else ../shared/tau2
-beside the checkout; it is never copied into the repository."""
+"""Fixtures for the TAU2 runner tests. tau2-bench's public data is the copy shipped in the package
+(keye_agent/tau/domains/tau2_data), or $KEYE_TAU2_DATA when set; what tau2-bench's own code produced from it
+(expected end states) is vendored in fixtures/tau2_expected/. Nothing outside the repository is read."""
 
 from __future__ import annotations
 
@@ -8,19 +9,12 @@ from pathlib import Path
 
 import pytest
 
-_BESIDE = Path(__file__).resolve().parents[3] / "shared" / "tau2"
-# where this workplace keeps the shared folder, for a clone made elsewhere (CI's clean clone, say)
-_WORKPLACE = Path("/work/shared/tau2")
-_DEFAULT = _BESIDE if _BESIDE.is_dir() or not _WORKPLACE.is_dir() else _WORKPLACE
+from keye_agent.tau.domains.tau2 import BUNDLED
 
 
 @pytest.fixture(scope="session")
 def tau2_data() -> Path:
-    root = Path(os.environ.get("KEYE_TAU2_DATA") or _DEFAULT)
-    if not (root / "data" / "tau2" / "domains" / "mock" / "tasks.json").is_file():
-        pytest.skip(f"tau2-bench data not found at {root} (set KEYE_TAU2_DATA to a folder holding "
-                    "data/tau2/domains/mock/tasks.json and expected/mock.json)")
-    return root
+    return Path(os.environ.get("KEYE_TAU2_DATA") or BUNDLED)
 
 
 @pytest.fixture(scope="session")

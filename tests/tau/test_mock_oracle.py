@@ -1,12 +1,11 @@
 """The oracle through the real orchestrator on tau2-bench's mock domain: from each task's initial state, the gold
 actions through our tools give exactly the accepted/raised pattern, database changes and database hashes that
-tau2-bench's own code gives (../shared/tau2/expected/mock.json), and every task scores 1.0 except the two listed
+tau2-bench's own code gives (fixtures/tau2_expected/mock.json), and every task scores 1.0 except the two listed
 below, whose gold criteria cannot all be met."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from keye_agent.backends.scripted import ScriptedBackend
 from keye_agent.tau import Environment, OracleAgent, OracleUser, evaluate, run_simulation
 from keye_agent.types import AssistantTurn, ToolCall
 
-from ._helpers import json_pointer_diff
+from ._helpers import expected_end_states, json_pointer_diff
 
 # task id -> why the oracle (gold actions + communicate_info, nothing else) cannot score 1.0
 UNSATISFIABLE = {
@@ -62,7 +61,7 @@ def _action_pattern(sim) -> list[dict[str, Any]]:
 
 
 def test_oracle_reproduces_upstream_and_scores(mock_domain, tau2_data) -> None:
-    expected = json.loads((tau2_data / "expected" / "mock.json").read_text())
+    expected = expected_end_states("mock")
     assert {t.id for t in mock_domain.tasks} == set(expected)
     rewards = {}
     for task in mock_domain.tasks:

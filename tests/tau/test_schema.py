@@ -9,6 +9,7 @@ import pytest
 
 from keye_agent.errors import ConfigError
 from keye_agent.tau import Action, TauToolCall, load_domain, load_tasks, parse_tasks
+from keye_agent.tau.domains.tau2 import BUNDLED
 from keye_agent.tau.schema import RewardType
 
 
@@ -57,14 +58,15 @@ def test_action_matching_on_compare_args() -> None:
     assert not any_args.matches(TauToolCall(name="create_task", arguments={}))
 
 
-def test_domains_and_task_sets(tau2_data, monkeypatch) -> None:
+def test_domains_and_task_sets(tau2_data, monkeypatch, tmp_path) -> None:
     with pytest.raises(ConfigError, match="unknown domain"):
         load_domain("no-such-domain")
     with pytest.raises(ConfigError, match="task set 'v9'"):
         load_domain("mock", tau2_data=tau2_data, task_set="v9")
     monkeypatch.delenv("KEYE_TAU2_DATA", raising=False)
-    with pytest.raises(ConfigError, match="needs tau2-bench's data"):
-        load_domain("mock", tau2_data=None)
+    assert load_domain("mock", tau2_data=None).source.startswith(str(BUNDLED))  # the copy shipped with the package
+    with pytest.raises(ConfigError, match="no mock domain under"):
+        load_domain("mock", tau2_data=tmp_path)
     d = load_domain("mock", tau2_data=tau2_data)
     assert [t.id for t in d.select(num_tasks=2)] == [t.id for t in d.tasks[:2]]
     assert [t.id for t in d.select(task_ids=["impossible_task_1"])] == ["impossible_task_1"]
@@ -172,7 +174,7 @@ def test_domain_folder_with_yaml_tools_over_an_asgi_app(tmp_path) -> None:
 def test_every_tau2_task_file_loads_and_round_trips(tau2_data) -> None:
     """All of tau2-bench's task files (airline, retail, mock; current and v0.1.0) validate, and dumping a task
     and loading it back gives the same task (results files embed tasks this way)."""
-    files = sorted(tau2_data.glob("**/domains/*/tasks.json"))
+    files = sorted(tau2_data.glob("**/domains/*/tasks.json*"))
     assert len(files) >= 6
     for f in files:
         tasks = load_tasks(f)

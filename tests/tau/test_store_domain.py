@@ -87,7 +87,7 @@ def test_domain_tools_are_the_example_registry_tools() -> None:
         pytest.skip("examples/store.yaml is not in this checkout")
     import httpx
 
-    from keye_agent.store_api.app import create_app
+    from keye_agent.tau.domains.store.api import create_app
     from keye_agent.tau.domains.store.toolkit import StoreToolkit
     from keye_agent.tools.yaml_registry import load_registry
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from keye_agent.errors import ConfigError, NetworkPolicyError
-from keye_agent.store_api import serve_in_thread
+from keye_agent.tau.domains.store.api import serve_in_thread
 from keye_agent.tools.netguard import NetPolicy, check_url, guarded_async_client, literal_address
 
 DENY = NetPolicy()

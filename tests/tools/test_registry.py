@@ -136,11 +136,30 @@ def test_permanent_errors_are_not_retried():
     assert not r.ok and n["calls"] == 1 and r.error == "HTTP 404: no such order"
 
 
-def test_retry_after_sets_a_floor_on_the_backoff_capped():
+def test_retry_after_replaces_the_backoff_and_a_longer_ask_than_the_cap_is_final():
     reg = ToolRegistry(backoff_base_s=0.01, max_retry_after_s=30)
-    assert reg._wait_for(ToolExecutionError("429", transient=True, retry_after=2.0), 1) >= 2.0
-    assert reg._wait_for(ToolExecutionError("429", transient=True, retry_after=999), 1) == 30
-    assert reg._wait_for(ToolExecutionError("500", transient=True), 1) <= 0.01
+    t = Tool(name="t", description="T.", parameters={"type": "object"}, fn=lambda: None, timeout_s=60)
+    assert reg._retrier(t).next_wait(ToolExecutionError("429", transient=True, retry_after=2.0)) == 2.0
+    assert reg._retrier(t).next_wait(ToolExecutionError("429", transient=True, retry_after=999)) is None
+    assert reg._retrier(t).next_wait(ToolExecutionError("500", transient=True)) <= 0.01
+
+
+def test_a_wait_never_outlives_the_tools_timeout():
+    """Issue 24 item 8: a 2 s tool whose server asks to wait 30 s gets the error back at once; it used to sleep the
+    30 s cap (and then succeed, so this test failed on that code)."""
+    calls = []
+
+    async def limited() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ToolExecutionError("429 Too Many Requests", transient=True, retry_after=30.0)
+        return "served"
+
+    t = Tool(name="limited", description="Rate limited.", parameters={"type": "object"}, fn=limited, timeout_s=2.0,
+             retries=2)
+    [r] = ToolRegistry([t], max_retry_after_s=30.0).dispatch_sync([call("limited", {})])
+    assert not r.ok and r.attempts == 1 and len(calls) == 1
+    assert "not retried: the server asked to wait 30 s, more than the 2 s this call may wait" in r.error
 
 
 def test_independent_calls_run_concurrently():

@@ -53,8 +53,8 @@ CASES: dict[str, tuple[str, int, int] | tuple[str, int, int, str]] = {
     "29_select_without_dollar.yaml": (r"response\.select is 'stores\[0\]\.id'; expected a JSONPath starting with '\$'",
                                       9, 24),
     "30_python_module_missing.yaml": (r"cannot import module 'keye_no_such_module'", 4, 15),
-    "31_python_attr_typo.yaml": (r"has no attribute 'haversine_kn'.*did you mean keye_agent\.store_api\.data:haversine_km",
-                                 4, 15),
+    "31_python_attr_typo.yaml": (r"has no attribute 'haversine_kn'.*did you mean "
+                                 r"keye_agent\.tau\.domains\.store\.api\.data:haversine_km", 4, 15),
     "32_python_undocumented.yaml": (r"argument 'lat1' has no description", 4, 15),
     "33_python_bad_reference.yaml": (r"tools\[0\]\.function is 'road_km'; expected a string matching", 4, 15),
     "34_builtin_unknown.yaml": (r"no built-in tool named 'keye_no_such_builtin'", 4, 14),

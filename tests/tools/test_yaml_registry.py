@@ -14,14 +14,14 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from keye_agent.errors import ConfigError, redact
-from keye_agent.store_api import create_app, serve_in_thread
+from keye_agent.tau.domains.store.api import create_app, serve_in_thread
 from keye_agent.tools import ToolRegistry
 from keye_agent.tools.yaml_registry import load_registry, registry_json_schema, validate_registry_file
 from keye_agent.types import ToolCall
 
 ROOT = Path(__file__).resolve().parents[2]
 STORE_YAML = ROOT / "examples" / "store.yaml"
-OPENAPI = ROOT / "keye_agent" / "store_api" / "openapi.json"
+OPENAPI = ROOT / "keye_agent" / "tau" / "domains" / "store" / "api" / "openapi.json"
 
 
 @pytest.fixture(scope="module")

@@ -1,2 +1,2 @@
-"""Built-in domains: ``mock`` (tau2-bench's, tools implemented here, data from a tau2-bench data folder) and
-``store`` (ours, on the store API, data shipped with the package)."""
+"""Built-in domains: tau2-bench's ``mock``, ``airline`` and ``retail`` (tools implemented here; their data ship in
+``tau2_data/``, see :mod:`.tau2`) and ``store`` (ours, on the store API, data shipped with the package)."""

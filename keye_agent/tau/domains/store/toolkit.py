@@ -1,5 +1,5 @@
 """The store domain's toolkit: the YAML tools of ``tools.yaml`` acting on one in-process store API per toolkit
-(a fresh :func:`keye_agent.store_api.app.create_app` world), through :class:`~keye_agent.tau.AsgiToolkit`."""
+(a fresh :func:`keye_agent.tau.domains.store.api.create_app` world), through :class:`~keye_agent.tau.AsgiToolkit`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from importlib import resources
 from typing import Any
 
 from keye_agent.errors import KeyeAgentError
-from keye_agent.store_api.app import create_app
 from keye_agent.tau.asgi_toolkit import AsgiToolkit
 from keye_agent.tau.toolkit import deep_merge
+
+from .api.app import create_app
 
 TOOLS_YAML = resources.files("keye_agent.tau.domains.store").joinpath("tools.yaml")
 

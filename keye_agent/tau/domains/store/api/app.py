@@ -41,7 +41,7 @@ Handler = Callable[[Request], Awaitable[Any]]
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3 document of this API (server URL relative: "/")."""
-    text = resources.files("keye_agent.store_api").joinpath("openapi.json").read_text(encoding="utf-8")
+    text = resources.files("keye_agent.tau.domains.store.api").joinpath("openapi.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -1,0 +1,125 @@
+"""Reading a response body with a cap on its decoded size that holds while it streams, for every encoding layer.
+
+httpx decodes each raw chunk in one call, so 1 KB of ``Content-Encoding: gzip, gzip`` becomes 1 MB, then 1 GB, in
+memory before any cap on the decoded bytes can look at it. Here the raw bytes are decoded layer by layer in slices
+of at most 64 KB (zlib's ``max_length``), lazily, and every layer counts what it produced: a layer past the cap
+stops the read at once. Only gzip and deflate are decoded (what :data:`ACCEPT_ENCODING` asks for); a server that
+sends another encoding gets a :class:`DecodingError`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+import httpx
+
+__all__ = ["ACCEPT_ENCODING", "DecodingError", "read_decoded"]
+
+ACCEPT_ENCODING = "gzip, deflate"
+_SLICE = 64 * 1024
+
+
+class DecodingError(ValueError):
+    """A body that cannot be decoded: an unsupported ``Content-Encoding`` or corrupt compressed data."""
+
+
+class _Over(Exception):
+    pass
+
+
+class _Layer:
+    """One ``Content-Encoding`` step, producing at most ``limit`` bytes in all."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding, self.limit, self.produced = encoding, limit, 0
+        if encoding in ("gzip", "x-gzip"):
+            self.d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            self.d = zlib.decompressobj()  # zlib-wrapped, as RFC 9110 says; raw deflate tried on failure
+        else:
+            raise DecodingError(f"the response uses Content-Encoding {encoding!r}, which this tool cannot decode; "
+                                f"it asks for {ACCEPT_ENCODING}")
+        self.started = False
+
+    def _out(self, data: bytes) -> bytes:
+        self.produced += len(data)
+        if self.produced > self.limit:
+            raise _Over
+        return data
+
+    def _decompress(self, data: bytes) -> bytes:
+        try:
+            return self.d.decompress(data, _SLICE)
+        except zlib.error as e:
+            if self.encoding == "deflate" and not self.started:  # a server sending raw deflate, as many do
+                self.started = True
+                self.d = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self._decompress(data)
+            raise DecodingError(f"the {self.encoding} body is corrupt ({e})") from None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        out = self._decompress(data)
+        self.started = True
+        while True:
+            if out:
+                yield self._out(out)
+            if not self.d.unconsumed_tail:
+                return
+            out = self._decompress(self.d.unconsumed_tail)
+
+    def finish(self) -> bytes:
+        try:
+            return self._out(self.d.flush())
+        except zlib.error as e:
+            raise DecodingError(f"the {self.encoding} body is corrupt ({e})") from None
+
+
+def _layers(resp: httpx.Response, cap: int) -> list[_Layer]:
+    """One layer per listed encoding, in the order applied (so the last is undone first). Each may produce a
+    little more than the cap: a layer can be larger than the body it holds (incompressible data), and the last
+    layer's excess is cut by the reader."""
+    header = resp.headers.get("content-encoding", "")
+    names = [e.strip().lower() for e in header.split(",") if e.strip() and e.strip().lower() != "identity"]
+    limit = cap + max(_SLICE, cap // 16)
+    return [_Layer(n, limit) for n in names]
+
+
+def _through(data: bytes, layers: list[_Layer], i: int) -> Iterator[bytes]:
+    """``data`` decoded by ``layers[i:]`` (the last one first), slice by slice."""
+    if i < 0:
+        yield data
+        return
+    for out in layers[i].feed(data):
+        yield from _through(out, layers, i - 1)
+
+
+async def read_decoded(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    """(the first ``cap`` decoded bytes of the body, whether there was more). Stops reading the moment any layer
+    produced more than it may; raises :class:`DecodingError` for a body it cannot decode."""
+    layers = _layers(resp, cap)
+    chunks: list[bytes] = []
+    size = 0
+
+    def take(pieces: Iterator[bytes]) -> bool:
+        nonlocal size
+        for piece in pieces:
+            room = cap - size
+            if len(piece) > room:
+                chunks.append(piece[:room])
+                return True
+            chunks.append(piece)
+            size += len(piece)
+        return False
+
+    try:
+        async for raw in resp.aiter_raw():
+            if take(_through(raw, layers, len(layers) - 1)):
+                return b"".join(chunks), True
+        for i in range(len(layers) - 1, -1, -1):  # what each layer still holds, through the layers below it
+            tail = layers[i].finish()
+            if tail and take(_through(tail, layers, i - 1)):
+                return b"".join(chunks), True
+    except _Over:
+        return b"".join(chunks), True
+    return b"".join(chunks), False
