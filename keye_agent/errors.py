@@ -98,7 +98,8 @@ class ToolValidationError(ToolError):
 
 
 class ToolExecutionError(ToolError):
-    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors)."""
+    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors), which the
+    registry retries like a :class:`TransientError`, waiting ``retry_after`` seconds when the server gave one."""
 
     def __init__(
         self, message: str, *, tool: str | None = None, transient: bool = False, retry_after: float | None = None

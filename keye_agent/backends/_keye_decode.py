@@ -66,13 +66,17 @@ class PrefixCache:
         """The token ids whose K/V (and index keys) the cache holds, in order; len(ids) == cache.length."""
         self.prompt_len = 0
         """Length of the last prompt prepared (its answer follows it in ``ids``)."""
+        self.rope_delta = 0
+        """Position minus slot of the tokens after a multimodal prompt (vision tokens take fewer positions than
+        slots); non-zero only while the cache holds one, which is then never reused for another prompt."""
 
     def prepare(self, prompt: Sequence[int], total: int, reuse: bool = True) -> int:
         """Keep the reusable prefix of ``prompt`` (at most len(prompt) - 1 ids: one must run to give logits),
         make room for ``total`` tokens, and return how many ids were kept."""
         if total > self.limit:
             raise ValueError(f"PrefixCache: {total} tokens exceed the cache limit {self.limit}")
-        keep = min(common_prefix(self.ids, prompt), len(prompt) - 1) if reuse else 0
+        keep = min(common_prefix(self.ids, prompt), len(prompt) - 1) if reuse and not self.rope_delta else 0
+        self.rope_delta = 0
         if self.cache is not None and self.model.sparse:
             keep = min(keep, self.cache.index_length)  # index keys missing (written in dense mode) cannot be reused
         self._ensure(total, keep)
@@ -102,13 +106,34 @@ class PrefixCache:
             new.index_length = min(old.index_length, keep)
         self.cache = new
 
+    def prefill_embeds(self, ids: Sequence[int], embeds: torch.Tensor, positions: torch.Tensor,
+                       rope_delta: int) -> torch.Tensor:
+        """Prefill a whole multimodal prompt (the cache emptied by ``prepare(..., reuse=False)``): ``embeds``
+        [1, T, hidden], ``positions`` [3, T]; later tokens run at slot + ``rope_delta``. Logits of the last, [V]."""
+        assert self.cache is not None and self.cache.length == 0
+        device = self.model.model.embed_tokens.weight.device
+        x = torch.tensor([list(ids)], dtype=torch.long, device=device)
+        try:
+            logits = self.model(x, cache=self.cache, position_ids=positions[:, None].to(device), input_embeds=embeds,
+                                last_only=True)[0, -1]
+        except BaseException:
+            self.reset()
+            raise
+        self.ids.extend(ids)
+        self.rope_delta = rope_delta
+        return logits
+
     def forward(self, ids: Sequence[int]) -> torch.Tensor:
         """Run ``ids`` after the held tokens; return the logits of the last one, float32 [V]."""
         assert self.cache is not None
         device = self.model.model.embed_tokens.weight.device
         x = torch.tensor([list(ids)], dtype=torch.long, device=device)
         try:
-            if self.decode_graph and len(ids) == 1:
+            if self.rope_delta:  # after a multimodal prompt: positions are not slots, so no fixed-shape graph step
+                start = self.cache.length + self.rope_delta
+                pos = torch.arange(start, start + len(ids), device=device).expand(3, 1, len(ids))
+                logits = self.model(x, cache=self.cache, position_ids=pos, last_only=True)[0, -1]
+            elif self.decode_graph and len(ids) == 1:
                 # The logits live in the graph's output buffer: the caller may mask them in place, the next replay
                 # rewrites the whole buffer.
                 logits = self._graph()(x)[0, -1]
@@ -138,6 +163,7 @@ class PrefixCache:
             self.cache.reset()
         self.ids.clear()
         self.prompt_len = 0
+        self.rope_delta = 0
 
 
 class TokenMask(Protocol):
@@ -173,16 +199,18 @@ class DecodeResult:
 def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: SamplingParams,
            stop_ids: Sequence[int], *, valid_vocab: int, reuse: bool = True, mask: TokenMask | None = None,
            generator: torch.Generator | None = None, cancel: threading.Event | None = None,
-           on_token: Callable[[int], bool] | None = None) -> DecodeResult:
+           on_token: Callable[[int], bool] | None = None,
+           prefill: Callable[[PrefixCache], torch.Tensor] | None = None) -> DecodeResult:
     """Generate up to ``max_new`` ids after ``prompt`` on ``pc`` (call under the backend's lock).
 
     ``valid_vocab``: ids at or past it (padding of the lm_head past the tokenizer) are never sampled. ``mask``
     constrains each step (applied before sampling, fed each sampled id). ``on_token`` sees each generated id
     (stop ids excluded) and returns False to end generation there ("stop"); ``cancel`` ends it as "cancelled".
+    ``prefill(pc)``: runs the whole prompt itself and returns the last logits (a multimodal prompt: no reuse).
     """
     out = DecodeResult(prompt_tokens=len(prompt))
     t0 = time.perf_counter()
-    out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse)
+    out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse and prefill is None)
     stops = set(stop_ids)
     need_context = sampling.repetition_penalty != 1.0
     new: list[int] = list(prompt[out.reused_tokens:])
@@ -190,7 +218,7 @@ def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: Sampl
         if cancel is not None and cancel.is_set():
             out.finish_reason = "cancelled"
             break
-        logits = pc.forward(new)
+        logits = prefill(pc) if prefill is not None and step == 0 else pc.forward(new)
         if logits.shape[-1] > valid_vocab:
             logits[valid_vocab:] = float("-inf")
         if mask is not None:

@@ -25,12 +25,19 @@ What it does:
   mixed in the cache; generation runs in a worker thread, so the event loop stays free while the model works;
 - ``count_tokens`` is exact: the real tokenizer over the rendered turns.
 
-Images and videos are refused with a clear error until the vision tower is wired in.
+Images and videos (``ImagePart``/``VideoPart`` in any message, a tool's images included) go through the vision
+tower when the model has one (a checkpoint with ``vision_config``, or a preset such as "tiny-vl"): URLs are fetched
+through the network guard, images resized under ``image_max_pixels``, videos sampled at 2 fps under
+``video_options`` (model.vision.VideoOptions) with their timestamps in the prompt, 3-D MRoPE positions. A prompt
+with media is prefilled whole (no prefix reuse) and decoded step by step without the graph (its positions are not
+its cache slots). What was changed to fit a budget (frames subsampled, an image downscaled) is in the turn's
+``notes``; unreadable or oversized media raise :class:`~keye_agent.errors.MediaError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import warnings
@@ -40,15 +47,30 @@ from typing import Any
 
 import torch
 
-from keye_agent.errors import ConfigError, ContextWindowError
+from keye_agent.errors import ConfigError, ContextWindowError, MediaError
+from keye_agent.formats.hermes import HERMES, THINK_OPEN, StreamSplitter
 from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
 from keye_agent.model.chat_template import render_qwen3
 from keye_agent.model.sampling import SamplingParams
+from keye_agent.model.vision import (
+    VideoOptions,
+    VisionInput,
+    VisionTokens,
+    VisionTower,
+    build_prompt,
+    build_tower,
+    embed_prompt,
+    image_input,
+    tower_config,
+    video_input,
+)
+from keye_agent.model.vision.preprocess import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS
+from keye_agent.tools.netguard import NetPolicy
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
 
-from ._hermes import StreamSplitter
 from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
+from ._media import MediaItem, collect_media, fetch_media, message_text, resolve_local
 from .base import StreamingBackend
 from .parsing import parse_tool_calls
 from .specs import check_keye_preset
@@ -82,7 +104,13 @@ class KeyeBackend(StreamingBackend):
     ``constrained``: hold tool calls to the offered schemas with xgrammar (default on); ``parallel_tool_calls=False``
     ends a constrained turn after its first call. ``seed``: of the random weights. ``threads``: torch CPU threads.
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
+    ``vision``: a built VisionTower (else the checkpoint's or the preset's; ``load_vision=False`` skips it).
+    ``video_options``, ``image_max_pixels``: the budgets of videos and images. ``net_policy``: where media URLs may be
+    fetched from (default: public addresses only).
     """
+
+    call_format = HERMES
+    """The tool-call format the model writes (the agent loop words its corrections by it)."""
 
     def __init__(
         self,
@@ -103,6 +131,11 @@ class KeyeBackend(StreamingBackend):
         decode_graph: bool | None = None,
         name: str | None = None,
         threads: int | None = None,
+        vision: VisionTower | None = None,
+        load_vision: bool = True,
+        video_options: VideoOptions | None = None,
+        image_max_pixels: int = IMAGE_MAX_PIXELS,
+        net_policy: NetPolicy | None = None,
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
@@ -112,7 +145,9 @@ class KeyeBackend(StreamingBackend):
                 raise ConfigError("KeyeBackend needs a checkpoint directory or a preset name (or a built model)",
                                   hint=f"e.g. KeyeBackend('tiny', random_weights=True); presets: {sorted(PRESETS)}")
             dev = torch.device(device) if device is not None else _default_device()
-            model, found, label = _load(path_or_preset, dev, dtype or _default_dtype(dev), random_weights, seed)
+            model, found, label, loaded_vision = _load(path_or_preset, dev, dtype or _default_dtype(dev),
+                                                       random_weights, seed, load_vision)
+            vision = vision or loaded_vision
         else:
             label = str(path_or_preset) if path_or_preset is not None else "model"
         if sparse is not None:
@@ -121,6 +156,11 @@ class KeyeBackend(StreamingBackend):
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         self.model = model
+        self.vision = vision
+        """The vision tower and projector, or None for a text-only model (media then raise ConfigError)."""
+        self.video_options = video_options or VideoOptions()
+        self.image_max_pixels = image_max_pixels
+        self.net_policy = net_policy
         self.config: KeyeConfig = model.config
         self.device = model.model.embed_tokens.weight.device
         self.tokenizer = _tokenizer(tokenizer, found, self.config.vocab_size, label)
@@ -146,6 +186,7 @@ class KeyeBackend(StreamingBackend):
         self._calls = 0
         self._lock = threading.Lock()
         self._grammar: Any = None
+        self._media_counts: dict[Any, int] = {}
         self.last_result: DecodeResult | None = None
         """The last generation's ids, finish reason, reused/prefilled token counts and timings (benchmarks)."""
 
@@ -166,12 +207,13 @@ class KeyeBackend(StreamingBackend):
     def _chat(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i, m in enumerate(messages):
-            if isinstance(m.content, list) and any(not isinstance(p, TextPart) for p in m.content):
-                raise ConfigError(f"{self.name}: messages[{i}] ({m.role}) holds an image or video; the Keye backend "
-                                  "reads text only for now (the vision tower is not wired in yet)",
-                                  hint="describe the image in text, or use an OpenAI-compatible server running "
-                                       "Keye-VL-2.0 (--model openai:NAME)")
-            d: dict[str, Any] = {"role": m.role, "content": m.text}
+            if (self.vision is None and isinstance(m.content, list)
+                    and any(not isinstance(p, TextPart) for p in m.content)):
+                raise ConfigError(f"{self.name}: messages[{i}] ({m.role}) holds an image or video, and this model has "
+                                  "no vision tower (its config.json has no vision_config)",
+                                  hint="load a Keye-VL checkpoint with its visual.* weights, use the 'tiny-vl' preset "
+                                       "for plumbing, or describe the image in text")
+            d: dict[str, Any] = {"role": m.role, "content": message_text(m)}
             if m.tool_calls:
                 d["tool_calls"] = [{"id": c.id, "type": "function",
                                     "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
@@ -211,7 +253,23 @@ class KeyeBackend(StreamingBackend):
             probe = [{"role": "user", "content": ""}]
             return (len(self.tokenizer.encode(self._render_part(probe, tool_list)))
                     - len(self.tokenizer.encode(self._render_part(probe, None))))
-        return len(self.tokenizer.encode(self._render_part(self._chat(messages), tool_list)))
+        text = len(self.tokenizer.encode(self._render_part(self._chat(messages), tool_list)))
+        return text + sum(self._media_tokens(it) for it in collect_media(messages))
+
+    def _media_tokens(self, item: MediaItem) -> int:
+        """Tokens an image or video adds beyond its one placeholder: exact for local media (read once and kept),
+        the budget for remote ones (an upper bound: counting them would mean fetching them)."""
+        key = item.part
+        if key not in self._media_counts:
+            item = MediaItem(item.kind, item.part, fps=item.fps)
+            if not resolve_local(item):
+                n = (self.video_options.max_total_tokens if item.kind == "video"
+                     else self.image_max_pixels // (28 * 28))
+            else:
+                inp = self._vision_inputs([item])[0]
+                n = inp.num_tokens + (len(inp.grids) * 5 if inp.kind == "video" else 0)
+            self._media_counts[key] = max(0, n - 1)
+        return self._media_counts[key]
 
     # ---- generation ------------------------------------------------------------------------------------------
 
@@ -221,6 +279,9 @@ class KeyeBackend(StreamingBackend):
         offered = list(tools or []) if settings.tool_choice != "none" else []
         prompt = self.render(messages, offered or None, settings)
         prompt_ids = self.tokenizer.encode(prompt)
+        media = collect_media(messages)
+        if media:
+            await fetch_media(media, self.net_policy)
         if len(prompt_ids) >= self.context_window:
             raise ContextWindowError(f"{self.name}: the prompt has {len(prompt_ids)} tokens; the context window is "
                                      f"{self.context_window}")
@@ -236,7 +297,7 @@ class KeyeBackend(StreamingBackend):
                 cancel.set()
 
         worker = threading.Thread(target=self._work, name="keye-generate", daemon=True,
-                                  args=(prompt, prompt_ids, offered, settings, sampling, post, cancel))
+                                  args=(prompt, prompt_ids, offered, settings, sampling, post, cancel, media))
         worker.start()
         try:
             while True:
@@ -251,28 +312,41 @@ class KeyeBackend(StreamingBackend):
             cancel.set()  # a caller that stops listening (or is cancelled) stops the worker at its next token
 
     def _work(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]], settings: GenerationSettings,
-              sampling: SamplingParams, post: Post, cancel: threading.Event) -> None:
+              sampling: SamplingParams, post: Post, cancel: threading.Event, media: list[MediaItem] | None = None
+              ) -> None:
         try:
             with self._lock, torch.inference_mode():
                 if cancel.is_set():
                     return
-                turn = self._generate(prompt, prompt_ids, offered, settings, sampling, post, cancel)
+                turn = self._generate(prompt, prompt_ids, offered, settings, sampling, post, cancel, media)
             post(("done", turn))
         except BaseException as e:  # relayed whole (traceback included) to the awaiting caller, which raises it
             post(("error", e))
 
     def _generate(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]],
                   settings: GenerationSettings, sampling: SamplingParams, post: Post,
-                  cancel: threading.Event) -> AssistantTurn:
+                  cancel: threading.Event, media: list[MediaItem] | None = None) -> AssistantTurn:
+        prefill, notes = None, []
+        if media:
+            mm = self._multimodal_prompt(prompt_ids, media)
+            prompt_ids, notes = mm.input_ids, mm.notes
+            if len(prompt_ids) >= self.context_window:
+                raise ContextWindowError(f"{self.name}: with its images and videos the prompt has {len(prompt_ids)} "
+                                         f"tokens; the context window is {self.context_window}")
+
+            def prefill(pc: PrefixCache, mm=mm) -> torch.Tensor:
+                assert self.vision is not None
+                return pc.prefill_embeds(mm.input_ids, embed_prompt(self.model, self.vision, mm), mm.positions,
+                                         mm.rope_delta)
         mask = None
         if self.constrained and offered:
             mask = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=bool(settings.enable_thinking),
                                         parallel=self.parallel_tool_calls)
-        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
+        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith(THINK_OPEN))
         max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
         result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, sampling, self.stop_ids,
                         valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
-                        cancel=cancel, on_token=text.feed)
+                        cancel=cancel, on_token=text.feed, prefill=prefill)
         raw = text.finish()
         self.last_result = result
         parsed = parse_tool_calls(raw, allow_untagged=bool(offered))
@@ -280,8 +354,34 @@ class KeyeBackend(StreamingBackend):
         return AssistantTurn(
             text=parsed.text, reasoning=parsed.reasoning, tool_calls=list(parsed.tool_calls),
             parse_errors=list(parsed.errors), raw=raw, finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(result.token_ids)),
+            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(result.token_ids)), notes=notes,
         )
+
+    def _vision_inputs(self, media: Sequence[MediaItem]) -> list[VisionInput]:
+        """Decode, resize and patch each fetched image or video (model.vision)."""
+        if self.vision is None:
+            raise ConfigError(f"{self.name}: this model has no vision tower for the images and videos given")
+        cfg = self.vision.config
+        out = []
+        for it in media:
+            if it.kind == "image":
+                out.append(image_input(it.source, cfg, IMAGE_MIN_PIXELS, self.image_max_pixels))
+            else:
+                opts = self.video_options
+                if it.fps:
+                    opts = dataclasses.replace(opts, fps=it.fps)
+                out.append(video_input(it.source, cfg, opts))
+        return out
+
+    def _multimodal_prompt(self, prompt_ids: list[int], media: Sequence[MediaItem]) -> Any:
+        tokens = VisionTokens.from_tokenizer(self.tokenizer, self.config)
+        try:
+            return build_prompt(prompt_ids, self._vision_inputs(media), tokens, self.tokenizer.encode,
+                                self.vision.config.spatial_merge_size if self.vision is not None else 2)
+        except MediaError:
+            raise
+        except ValueError as e:  # a placeholder count the template produced differently from the parts
+            raise MediaError(f"{self.name}: {e}") from None
 
     def _pick_cache(self, prompt_ids: list[int]) -> PrefixCache:
         """The slot that continues this conversation (it holds the previous prompt, all but its last few tokens,
@@ -360,9 +460,10 @@ def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_weights: bool,
-          seed: int) -> tuple[KeyeForCausalLM, KeyeTokenizer | None, str]:
-    """(model, the checkpoint's tokenizer if any, a label for the name) for a checkpoint directory or a preset."""
+def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_weights: bool, seed: int,
+          load_vision: bool = True) -> tuple[KeyeForCausalLM, KeyeTokenizer | None, str, VisionTower | None]:
+    """(model, the checkpoint's tokenizer if any, a label for the name, the vision tower if any) for a checkpoint
+    directory or a preset."""
     path = Path(spec).expanduser()
     try:
         if path.is_dir():
@@ -372,15 +473,21 @@ def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_wei
             if random_weights:  # the config and tokenizer of a checkpoint, without reading its weights
                 model = build_model(KeyeConfig.from_file(path), device, dtype, random_weights=True, seed=seed)
                 tok = KeyeTokenizer.from_dir(path) if (path / "tokenizer.json").is_file() else None
-                return model, tok, path.name
-            # vision tensors stay on disk until the vision tower is wired in: they would only hold device memory
-            loaded = load_checkpoint(path, device, dtype, load_vision=False)
-            return loaded.model, loaded.tokenizer, path.name
+                return model, tok, path.name, _random_tower(model.config, device, dtype, seed, load_vision)
+            loaded = load_checkpoint(path, device, dtype, load_vision=load_vision)
+            return loaded.model, loaded.tokenizer, path.name, loaded.vision
         name = str(spec)
         check_keye_preset(name, random_weights)
-        return build_model(name, device, dtype, random_weights=True, seed=seed), None, name
+        model = build_model(name, device, dtype, random_weights=True, seed=seed)
+        return model, None, name, _random_tower(model.config, device, dtype, seed, load_vision)
     except (ValueError, TypeError) as e:  # the model package raises these, naming the field, tensor and shard
         raise ConfigError(f"cannot load the Keye model from {spec}: {e}") from None
+
+
+def _random_tower(config: KeyeConfig, device: torch.device, dtype: torch.dtype, seed: int,
+                  load_vision: bool) -> VisionTower | None:
+    vcfg = tower_config(config) if load_vision else None
+    return None if vcfg is None else build_tower(vcfg, device, dtype, random_weights=True, seed=seed + 1)
 
 
 def _tokenizer(given: KeyeTokenizer | str | Path | None, found: KeyeTokenizer | None, vocab_size: int,

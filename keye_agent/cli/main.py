@@ -114,9 +114,15 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (nothing else on stdout).")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Save the trajectory as JSONL.")] = None,
     yes: YesOpt = False,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="Attach an image file to the task (repeatable).")] = None,
+    video: Annotated[list[Path] | None, typer.Option("--video", help="Attach a video file to the task (repeatable; sampled at 2 fps).")] = None,
 ) -> None:
     """Run one task to the end and print what happened."""
     from keye_agent.agent import Agent
+
+    from .attach import attachment, with_attachments
+
+    parts = [attachment(p, "image") for p in image or []] + [attachment(p, "video") for p in video or []]
 
     out = Console(stderr=as_json, highlight=False)  # with --json, progress goes to stderr and stdout holds only the JSON
     err = _stderr()
@@ -128,7 +134,7 @@ def run(
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                       approve=_approver(out, yes))
         waiting = Waiting(err)
-        result = drive(agent, task, waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
+        result = drive(agent, with_attachments(task, parts), waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
                        max_steps=max_steps)
         waiting.stop()
     finally:
