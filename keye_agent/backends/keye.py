@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from keye_agent.errors import ConfigError, ContextWindowError, MediaError
+from keye_agent.formats.hermes import HERMES, THINK_OPEN, StreamSplitter
 from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
 from keye_agent.model.chat_template import render_qwen3
 from keye_agent.model.sampling import SamplingParams
@@ -67,7 +68,6 @@ from keye_agent.model.vision.preprocess import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXEL
 from keye_agent.tools.netguard import NetPolicy
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
 
-from ._hermes import StreamSplitter
 from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
 from ._media import MediaItem, collect_media, fetch_media, message_text, resolve_local
@@ -108,6 +108,9 @@ class KeyeBackend(StreamingBackend):
     ``video_options``, ``image_max_pixels``: the budgets of videos and images. ``net_policy``: where media URLs may be
     fetched from (default: public addresses only).
     """
+
+    call_format = HERMES
+    """The tool-call format the model writes (the agent loop words its corrections by it)."""
 
     def __init__(
         self,
@@ -339,7 +342,7 @@ class KeyeBackend(StreamingBackend):
         if self.constrained and offered:
             mask = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=bool(settings.enable_thinking),
                                         parallel=self.parallel_tool_calls)
-        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
+        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith(THINK_OPEN))
         max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
         result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, sampling, self.stop_ids,
                         valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),

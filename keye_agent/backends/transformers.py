@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from keye_agent.errors import ConfigError
+from keye_agent.formats.hermes import HERMES, RESPONSE_CLOSE, RESPONSE_OPEN, THINK_OPEN
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._hermes import StreamSplitter, hermes_messages, message_text, native_messages, tools_block
@@ -33,7 +34,7 @@ from .parsing import parse_tool_calls
 
 # names of end-of-turn tokens across common chat formats; those present in the vocabulary stop generation
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
-_INVENTED_RESULT = ("<tool_response>", "</tool_response>")
+_INVENTED_RESULT = (RESPONSE_OPEN, RESPONSE_CLOSE)
 
 
 def _load(path: Path, device: str, dtype: torch.dtype | None) -> tuple[Any, Any]:
@@ -88,6 +89,9 @@ class TransformersBackend(StreamingBackend):
     "cuda". ``threads``: torch CPU threads (None leaves torch's choice). ``parallel_tool_calls=False``: at most
     one call per turn when constrained (OpenAI's option of that name; it keeps small models from repeating a call).
     """
+
+    call_format = HERMES
+    """The tool-call format the model writes (the agent loop words its corrections by it)."""
 
     def __init__(
         self,
@@ -195,12 +199,12 @@ class TransformersBackend(StreamingBackend):
                                      f"{self.context_window}")
         decoder = None
         if self.constrained and offered:
-            thinking = bool(settings.enable_thinking) and "<think>" in (self.tokenizer.chat_template or "")
+            thinking = bool(settings.enable_thinking) and THINK_OPEN in (self.tokenizer.chat_template or "")
             decoder = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=thinking,
                                            parallel=self.parallel_tool_calls)
         self.last_decoder = decoder
         state = _Decode(self, prompt_ids, settings, decoder)
-        splitter = StreamSplitter(in_reasoning=prompt.rstrip().endswith("<think>"))
+        splitter = StreamSplitter(in_reasoning=prompt.rstrip().endswith(THINK_OPEN))
         text, finish, emitted = "", "length", 0
         # tool results are written by the framework, never by the model: one that starts writing a
         # <tool_response> is inventing a result, so its turn ends there
