@@ -8,6 +8,10 @@ counting tokens of every message for real); the settings are printed beside the 
 
 smolagents' scripted model returns a fixed token usage without counting (which favours it), and its logging is off.
 
+Each row gives wall-clock and CPU time (the process's, worker threads included) per step, medians of the runs; the
+frameworks alternate run by run, so a change of machine load hits both. On a shared machine the wall-clock figure
+includes waiting for a core (every sync tool call hands work to a worker thread and back); the CPU figure does not.
+
 Usage: python benchmarks/agent_overhead.py [--repeats 5] [--json]
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import time
@@ -42,18 +47,19 @@ def noop(x: int) -> str:
 NOOP_INLINE = Tool(name="noop", description="Do nothing.", parameters=noop.parameters, fn=noop.fn, inline=True)
 
 
-def ours_run(n: int, inline: bool = False) -> float:
+def ours_run(n: int, inline: bool = False) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``n`` steps."""
     turns = [AssistantTurn(tool_calls=[ToolCall(id=f"c{i}", name="noop", arguments={"x": i})]) for i in range(n - 1)]
     turns.append(AssistantTurn(tool_calls=[ToolCall(id="end", name="final_answer", arguments={"answer": "done"})]))
     agent = Agent(ScriptedBackend(turns), [NOOP_INLINE if inline else noop], max_steps=n + 1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = agent.run("benchmark")
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     assert result.status == "completed" and result.steps == n, (result.status, result.steps)
-    return dt
+    return dt, dc
 
 
-def smol_run(n: int) -> float | None:
+def smol_run(n: int) -> tuple[float, float] | None:
     try:
         from smolagents import ToolCallingAgent
         from smolagents import tool as smol_tool
@@ -95,11 +101,11 @@ def smol_run(n: int) -> float | None:
 
     warnings.filterwarnings("ignore", category=UserWarning, module="smolagents")
     agent = ToolCallingAgent(tools=[noop_smol], model=Scripted(n), max_steps=n + 1, verbosity_level=LogLevel.OFF)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = agent.run("benchmark")
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     assert out == "done", out
-    return dt
+    return dt, dc
 
 
 def dispatch_costs(samples: int) -> dict[str, tuple[float, float]]:
@@ -158,31 +164,46 @@ def main() -> None:
         smol_run(min(n, 10))
     rows = []
     for n in LENGTHS:
-        ours = statistics.median(ours_run(n) for _ in range(args.repeats)) / n * 1e3
-        inline = statistics.median(ours_run(n, inline=True) for _ in range(args.repeats)) / n * 1e3
-        smol_times = [smol_run(n) for _ in range(args.repeats)]
-        smol = statistics.median(smol_times) / n * 1e3 if smol_times[0] is not None else None
-        rows.append((n, ours, inline, smol))
+        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "inline": [], "smol": []}
+        for _ in range(args.repeats):  # alternate, so that a change of load hits every column alike
+            runs["ours"].append(ours_run(n))
+            runs["inline"].append(ours_run(n, inline=True))
+            smol = smol_run(n)
+            if smol is not None:
+                runs["smol"].append(smol)
+
+        def per_step(key: str, i: int, n: int = n, runs: dict = runs) -> float | None:
+            return statistics.median(r[i] for r in runs[key]) / n * 1e3 if runs[key] else None
+
+        rows.append({"steps": n, **{f"{k}_{m}": per_step(k, i) for k in runs for i, m in enumerate(("wall", "cpu"))}})
     disp = dispatch_costs(args.samples)
 
     cpu = platform.processor() or platform.machine()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     settings = ("Agent defaults: trajectory recording on, jsonschema validation on, ContextPolicy() on, "
                 "stream_deltas=True, ScriptedBackend counting tokens of every message, @tool sync function "
-                f"in the worker pool; median of {args.repeats} runs; {cpu}, Python {platform.python_version()}")
+                f"in the worker pool; median of {args.repeats} runs; {cpu}, {os.cpu_count()} cores, load average "
+                f"{load:.1f}, Python {platform.python_version()}")
     if args.json:
         print(json.dumps({"steps": rows, "dispatch_us": disp, "settings": settings}))
         return
     print(settings)
     print()
-    print(f"{'steps':>6} | {'keye-agent ms/step':>18} | {'same, inline tool':>17} | {'smolagents ms/step':>18} | "
-          f"{'smol/ours':>9}")
-    print("-" * 82)
-    for n, ours, inline, smol in rows:
-        s = f"{smol:18.3f}" if smol is not None else f"{'not installed':>18}"
-        r = f"{smol / ours:9.2f}" if smol is not None else f"{'-':>9}"
-        print(f"{n:>6} | {ours:18.3f} | {inline:17.3f} | {s} | {r}")
-    flat = rows[-1][1] / rows[0][1]
-    print(f"keye-agent per-step cost, 200 steps vs 10 steps: {flat:.2f}x")
+
+    def cell(v: float | None, width: int) -> str:
+        return f"{v:{width}.3f}" if v is not None else f"{'-':>{width}}"
+
+    print(f"{'':>6} | {'keye-agent (default)':^19} | {'same, inline tool':^19} | {'smolagents':^19} | "
+          f"{'smol / ours':^15}")
+    print(f"{'steps':>6} | {'wall ms':>9} {'CPU ms':>9} | {'wall ms':>9} {'CPU ms':>9} | {'wall ms':>9} {'CPU ms':>9} | "
+          f"{'wall':>7} {'CPU':>7}")
+    print("-" * 92)
+    for r in rows:
+        ratio = [f"{r[f'smol_{m}'] / r[f'ours_{m}']:7.2f}" if r["smol_wall"] else f"{'-':>7}" for m in ("wall", "cpu")]
+        print(f"{r['steps']:>6} | {cell(r['ours_wall'], 9)} {cell(r['ours_cpu'], 9)} | {cell(r['inline_wall'], 9)} "
+              f"{cell(r['inline_cpu'], 9)} | {cell(r['smol_wall'], 9)} {cell(r['smol_cpu'], 9)} | {' '.join(ratio)}")
+    flat = rows[-1]["ours_cpu"] / rows[0]["ours_cpu"]
+    print(f"keye-agent per-step CPU, 200 steps vs 10 steps: {flat:.2f}x")
     print()
     print(f"{'validated dispatch (registry.call)':<36} | {'p50 us':>8} | {'p99 us':>8}")
     print("-" * 58)

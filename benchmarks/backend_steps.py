@@ -138,6 +138,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--decode-graph", default="auto", choices=["auto", "on", "off"],
                     help="one-token steps through the captured decode graph (auto: on for CUDA)")
+    ap.add_argument("--compare-steps", action="store_true",
+                    help="after the main run, the conversation with the old (static) and the new (fused) decode "
+                         "step, same backend and prompts: totals, median decode and greedy tokens compared")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -197,6 +200,36 @@ def main() -> None:
           f"{tc / tw:.2f}x |")
     print(f"\nconversation total: {tw:.2f} s with prefix reuse vs {tc:.2f} s without ({tc / tw:.2f}x); prefill time "
           f"{fw:.2f} s vs {fc:.2f} s ({fc / fw:.1f}x); median decode {dec * 1e3:.1f} ms/token")
+
+    if args.compare_steps:
+        compare_steps(backend, args)
+
+
+def compare_steps(backend: KeyeBackend, args: argparse.Namespace) -> None:
+    """The live conversation (prefix reuse on) once per decode step, old ("static") then new ("fused")."""
+    from keye_agent.model import graph
+
+    runs = {}
+    for name in ("static", "fused"):
+        graph.set_default_step(name)
+        for pc in backend._caches:
+            getattr(pc, "_graphs", {}).clear()  # graphs captured with the other step
+        backend.reset_cache()
+        backend.prefix_reuse = True
+        run_live(backend, args.steps, args.reply_tokens)  # warm-up: capture, kernels
+        backend.reset_cache()
+        runs[name] = run_live(backend, args.steps, args.reply_tokens)[1]
+    graph.set_default_step("auto")
+    old, new = runs["static"], runs["fused"]
+    same = sum(o["tokens"] == n["tokens"] for o, n in zip(old, new, strict=True))
+    print(f"\nold (static) vs new (fused) decode step, {args.steps}-step conversation with prefix reuse; greedy "
+          f"replies identical at {same}/{len(old)} steps")
+    print("| decode step | conversation s | prefill (TTFT) s | median decode ms/token |")
+    print("|---|---|---|---|")
+    for name, rows in runs.items():
+        dec = statistics.median(r["decode_s"] / max(1, len(r["tokens"]) - 1) for r in rows)
+        print(f"| {name} | {sum(r['wall_s'] for r in rows):.2f} | {sum(r['ttft_s'] for r in rows):.2f} | "
+              f"{dec * 1e3:.2f} |")
 
 
 if __name__ == "__main__":

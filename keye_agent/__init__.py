@@ -56,7 +56,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Trajectory": "keye_agent.types",
     "TransformersBackend": "keye_agent.backends.transformers",
     "Usage": "keye_agent.types",
-    "load_model": ("keye_agent.cli.models", "resolve_model"),
+    "load_model": "keye_agent.backends",
     "load_registry": "keye_agent.tools.yaml_registry",
     "parse_tool_calls": "keye_agent.backends.parsing",
     "tool": "keye_agent.tools",
@@ -81,12 +81,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from keye_agent.agent import Agent, ContextPolicy
+    from keye_agent.backends import load_model
     from keye_agent.backends.keye import KeyeBackend
     from keye_agent.backends.openai import OpenAIBackend
     from keye_agent.backends.parsing import parse_tool_calls
     from keye_agent.backends.scripted import ScriptedBackend
     from keye_agent.backends.transformers import TransformersBackend
-    from keye_agent.cli.models import resolve_model as load_model
     from keye_agent.errors import KeyeAgentError
     from keye_agent.sandboxes import DockerSandbox, ExecResult, SandboxConfig, SandboxPool
     from keye_agent.tools import Tool, ToolOutput, ToolRegistry, tool

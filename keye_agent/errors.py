@@ -19,6 +19,7 @@ Every error the package raises on purpose derives from :class:`KeyeAgentError`::
     ├── SearchError                 a search backend failed
     ├── TransientError              one failed attempt that a retry may fix (timeout, connection, 429, 5xx)
     ├── NetworkPolicyError          a URL refused by the network policy (private address, bad scheme)
+    ├── MediaError                  an image or video that cannot be read, or is past its size budget
     └── TrajectoryError             a trajectory file that cannot be read
 
 The split that matters to the planner loop: subclasses of :class:`ToolError` and :class:`ModelOutputError` are
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 from urllib.parse import quote
 
 
@@ -96,7 +98,8 @@ class ToolValidationError(ToolError):
 
 
 class ToolExecutionError(ToolError):
-    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors)."""
+    """The tool raised. ``transient`` marks faults worth retrying (timeouts, 429/5xx, connection errors), which the
+    registry retries like a :class:`TransientError`, waiting ``retry_after`` seconds when the server gave one."""
 
     def __init__(
         self, message: str, *, tool: str | None = None, transient: bool = False, retry_after: float | None = None
@@ -184,6 +187,17 @@ class NetworkPolicyError(KeyeAgentError):
     """A URL refused by the network policy: a private/loopback/link-local address, or a bad scheme."""
 
 
+class MediaError(KeyeAgentError, ValueError):
+    """An image or video that cannot be used: unsupported or corrupt file, too large, past the token budget.
+
+    ``source`` names the input (a path, a URL, or "bytes"); secrets never appear in it (data URLs are cut).
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
+
+
 class TrajectoryError(KeyeAgentError):
     """A trajectory file that cannot be read or replayed."""
 
@@ -216,7 +230,18 @@ def register_secret(value: str) -> None:
         _registered_secrets.add(value)
 
 
+_secrets_cache: tuple[Any, int, list[str]] | None = None
+
+
 def _known_secrets() -> list[str]:
+    # redact() runs on every tool result: scan the environment again only when it changed (the raw mapping's
+    # items compare by identity first, so the check costs a microsecond, the scan tens of them)
+    global _secrets_cache
+    env = getattr(os.environ, "_data", None)
+    key = tuple(env.items()) if isinstance(env, dict) else tuple(os.environ.items())
+    cache = _secrets_cache
+    if cache is not None and cache[1] == len(_registered_secrets) and cache[0] == key:
+        return cache[2]
     found = set(_registered_secrets)
     for name, value in os.environ.items():
         if value and len(value) >= _SECRET_MIN_LEN and _SECRET_NAME.search(name):
@@ -225,7 +250,9 @@ def _known_secrets() -> list[str]:
     for s in found:  # the same secret as it appears inside a URL or a JSON string
         spellings.add(quote(s, safe=""))
         spellings.add(json.dumps(s, ensure_ascii=False)[1:-1])
-    return sorted(spellings, key=len, reverse=True)
+    result = sorted(spellings, key=len, reverse=True)
+    _secrets_cache = (key, len(_registered_secrets), result)
+    return result
 
 
 def _is_cut_end(text: str, at: int) -> bool:

@@ -140,6 +140,7 @@ class Retrier:
         self.waits: list[float] = []
         self.refused_wait: float | None = None
         """The wait a server asked for that this call would not take (over the cap or past the deadline)."""
+        self._refusal = ""
 
     def next_wait(self, exc: BaseException) -> float | None:
         """Seconds to wait before the next attempt after ``exc``, or None when ``exc`` is final."""
@@ -149,10 +150,13 @@ class Retrier:
         wait = self.backoff.delay(self.attempts, retry_after, self._rng)
         if retry_after is not None and wait > self.backoff.max_retry_after_s:
             self.refused_wait = wait
+            self._refusal = f"more than the {self.backoff.max_retry_after_s:g} s this call may wait"
             return None
         if self._deadline is not None and self._clock() + wait > self._deadline:
             if retry_after is not None:
                 self.refused_wait = wait
+                left = max(0.0, self._deadline - self._clock())
+                self._refusal = f"more than the {left:.2g} s left before this call's deadline"
             return None
         self.waits.append(wait)
         self.attempts += 1
@@ -162,11 +166,7 @@ class Retrier:
         """Why the last error stands, for its message: "" after one plain attempt, else e.g. "after 3 attempts" or
         "not retried: the server asked to wait 30 s, more than the 2 s this call may wait"."""
         if self.refused_wait is not None:
-            limit = self.backoff.max_retry_after_s
-            if self.deadline_s is not None:
-                limit = min(limit, self.deadline_s)
-            note = (f"not retried: the server asked to wait {self.refused_wait:g} s, more than the {limit:g} s "
-                    "this call may wait")
+            note = f"not retried: the server asked to wait {self.refused_wait:g} s, {self._refusal}"
             return note if self.attempts == 1 else f"after {self.attempts} attempts; {note}"
         return f"after {self.attempts} attempts" if self.attempts > 1 else ""
 

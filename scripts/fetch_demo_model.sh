@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
-exec "$PY" -m keye_agent.cli.demo_model
+exec "$PY" -m keye_agent.backends.demo_model

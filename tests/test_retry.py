@@ -118,7 +118,7 @@ def test_a_retry_after_past_the_deadline_says_so() -> None:
     """Issue 24 item 8: a server asking for 30 s must not make a call with a 2 s budget wait the 30 s cap."""
     r = Retrier(Backoff(max_retry_after_s=30.0), attempts=3, deadline_s=2.0)
     assert r.next_wait(TransientError("429", retry_after=30.0)) is None
-    assert "asked to wait 30 s, more than the 2 s this call may wait" in r.outcome()
+    assert re.search(r"asked to wait 30 s, more than the (2|1\.\d+) s left before this call's deadline", r.outcome())
 
 
 def test_run_retries_until_success_with_the_waits_given() -> None:

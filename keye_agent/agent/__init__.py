@@ -16,8 +16,9 @@ from .events import (
     ToolCallStarted,
 )
 from .handle import RunHandle
+from .limits import RunLimits
 from .loop import Agent
-from .run import Run, RunLimits
+from .run import Run
 
 __all__ = [
     "Agent", "ContextPolicy", "Conversation", "DropOldSteps", "ElideOldToolOutputs", "ErrorEvent", "Event",

@@ -58,6 +58,8 @@ async def run_turn_calls(
     instead. Exact duplicates within the turn of a tool that does not change state run once, and each copy gets that
     result, with a note. ``guard`` wraps the dispatch (the agent's wall-clock budget).
     """
+    if len(calls) == 1 and not failed:  # the common case: nothing to look up, no duplicate possible
+        return await guard(registry.dispatch(calls, approve=approve))
     to_run: list[ToolCall] = []
     fixed: dict[int, ToolResult] = {}
     first_of: dict[str, int] = {}  # call key -> index in to_run

@@ -17,8 +17,9 @@ from .calls import final_answer_tool
 from .context import ContextPolicy
 from .events import Event, RunFinished
 from .handle import RunHandle
+from .limits import LimitArgs, RunLimits, merge_limits
 from .prompts import FINAL_ANSWER_TOOL
-from .run import LimitArgs, Run, RunLimits, merge_limits
+from .run import Run
 
 FinalCheck = Callable[[str, Trajectory], "str | None"]
 

@@ -50,6 +50,7 @@ class ScriptedBackend(BaseBackend):
         self._counts: dict[int, tuple[Message, int]] = {}
         # (the list counted last, its revision, how many of its messages were counted, their tokens)
         self._last: tuple[Any, int, int, int] | None = None
+        self._tools_count: tuple[Sequence[dict[str, Any]], int] | None = None
 
     @classmethod
     def from_trajectory(cls, trajectory: Trajectory, **kwargs: Any) -> ScriptedBackend:
@@ -83,7 +84,10 @@ class ScriptedBackend(BaseBackend):
         if revision is not None:
             self._last = (messages, revision, len(messages), total)
         if tools:
-            total += sum(count_text_tokens(repr(t)) for t in tools)
+            cached = self._tools_count
+            if cached is None or cached[0] is not tools:  # the loop passes the same schema list at every step
+                cached = self._tools_count = (tools, sum(count_text_tokens(repr(t)) for t in tools))
+            total += cached[1]
         return total
 
     async def agenerate(

@@ -19,7 +19,7 @@ from keye_agent.agent import Agent
 from keye_agent.tools import Tool
 from keye_agent.types import GenerationSettings
 
-from .render import EventPrinter, trace_table
+from .render import EventPrinter, Waiting, trace_table
 
 DEMO_TASK = "Look up Ana Lima in the staff directory and tell me her phone extension."
 DEMO_INSTRUCTIONS = "You answer questions about staff. Look people up in the directory before you answer."
@@ -70,24 +70,26 @@ def demo(
                                        help="demo (SmolLM2-135M on the CPU), openai:NAME, or a local model.")] = "demo",
     base_url: Annotated[str | None, typer.Option("--base-url", envvar="OPENAI_BASE_URL")] = None,
     task: Annotated[str, typer.Option("--task", help="The question to ask.")] = DEMO_TASK,
-    max_steps: Annotated[int, typer.Option("--max-steps")] = 4,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 4,
     save: Annotated[Path | None, typer.Option("--save", help="Save the trajectory as JSONL.")] = None,
 ) -> None:
     """Run a small lookup task end to end and print the trajectory (works offline with the demo model)."""
 
-    from .main import drive
-    from .models import resolve_model
+    from .driver import drive
+    from .setup import build_model, model_options
 
     console = Console(highlight=False)
-    backend = resolve_model(model, base_url=base_url)
+    err = Console(stderr=True)
+    mopts = model_options(model, base_url)
+    backend = build_model(mopts, err)
     console.print(f"[bold]model[/] {backend.name}")
-    if model == "demo":
+    if mopts.spec.kind == "demo":
         console.print("[dim]SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI) on the CPU, tool calls constrained by "
                       "xgrammar. A 135M model is for offline smoke runs; answers may be wrong.[/]")
     console.print(f"[bold]task[/] {task}\n")
     # first step: a call is required (the grammar guarantees a valid one); then the model may answer freely
     agent = demo_agent(backend, max_steps)
-    result = drive(agent, task, EventPrinter(console, show_steps=True))
+    result = drive(agent, task, EventPrinter(console, show_steps=True, waiting=Waiting(err)))
     console.print()
     console.print(trace_table(result.trajectory))
     if save is not None:

@@ -2,13 +2,14 @@
 groups.
 
 Errors print one line (and a hint), not a traceback; `--debug` anywhere on the command line shows tracebacks.
+Usage errors (a missing argument, an unknown option, a bad value) print the usage line and one line of error and
+exit 2. Every option is checked before a model loads.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -19,16 +20,18 @@ from rich.console import Console
 
 from keye_agent.errors import ConfigError, KeyeAgentError, redact
 
-from .render import EventPrinter, tools_table
+from .driver import Abandoned, drive
+from .render import EventPrinter, Waiting, tools_table
 from .setup import (
-    Abandoned,
     ModelOptions,
     ToolOptions,
     build_model,
     build_registry,
+    check_tool_choice,
     close_tools,
     generation_settings,
-    note_cancelled,
+    model_options,
+    prepare_sandbox,
 )
 
 app = typer.Typer(help="keye-agent: tool-calling agents around Keye-VL-2.0, from the terminal.",
@@ -51,8 +54,8 @@ SearchOpt = Annotated[str | None, typer.Option("--search", help="Add web_search 
 ConstrainOpt = Annotated[bool | None, typer.Option("--constrained/--unconstrained", help="Local models: hold tool calls to the schemas with xgrammar (default on).", show_default=False)]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="Instructions (system prompt).")]
 ToolChoiceOpt = Annotated[str, typer.Option("--tool-choice", help="auto, required, none, or a tool name.")]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens per model turn.")]
-TempOpt = Annotated[float, typer.Option("--temperature", help="0 for greedy decoding.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Most tokens per model turn.")]
+TempOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 for greedy decoding.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed (local models).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve state-changing tool calls without asking.")]
 
@@ -61,8 +64,20 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
-def _model_options(model: str, base_url: str | None, random_weights: bool, constrained: bool | None) -> ModelOptions:
-    return ModelOptions(spec=model, base_url=base_url, random_weights=random_weights, constrained=constrained)
+def _session(model: str, base_url: str | None, random_weights: bool, constrained: bool | None, tools: ToolOptions,
+             tool_choice: str, err: Console) -> tuple[ModelOptions, Any]:
+    """Check every option (model spec, tool files, --tool-choice, the Docker engine for --sandbox) before anything
+    slow; returns the parsed model options and the tool registry (the caller closes it)."""
+    mopts = model_options(model, base_url, random_weights, constrained)
+    registry = build_registry(tools)
+    try:
+        check_tool_choice(tool_choice, registry)
+        if tools.sandbox:
+            prepare_sandbox(err)
+    except BaseException:
+        close_tools(registry)
+        raise
+    return mopts, registry
 
 
 def _approver(console: Console, yes: bool):  # type: ignore[no-untyped-def]
@@ -91,7 +106,7 @@ def run(
     search: SearchOpt = None,
     constrained: ConstrainOpt = None,
     system: SystemOpt = None,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Most model steps.")] = 10,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps.")] = 10,
     tool_choice: ToolChoiceOpt = "auto",
     max_tokens: MaxTokensOpt = 1024,
     temperature: TempOpt = 0.0,
@@ -99,19 +114,29 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (nothing else on stdout).")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Save the trajectory as JSONL.")] = None,
     yes: YesOpt = False,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="Attach an image file to the task (repeatable).")] = None,
+    video: Annotated[list[Path] | None, typer.Option("--video", help="Attach a video file to the task (repeatable; sampled at 2 fps).")] = None,
 ) -> None:
     """Run one task to the end and print what happened."""
     from keye_agent.agent import Agent
 
+    from .attach import attachment, with_attachments
+
+    parts = [attachment(p, "image") for p in image or []] + [attachment(p, "video") for p in video or []]
+
     out = Console(stderr=as_json, highlight=False)  # with --json, progress goes to stderr and stdout holds only the JSON
-    registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search))
+    err = _stderr()
+    mopts, registry = _session(model, base_url, random_weights, constrained,
+                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
     try:
-        backend = build_model(_model_options(model, base_url, random_weights, constrained))
-        agent = Agent(backend, registry, instructions=system, max_steps=max_steps,
+        backend = build_model(mopts, err)
+        agent = Agent(backend, registry, instructions=system,
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                       approve=_approver(out, yes))
-        printer = EventPrinter(out, show_steps=True)
-        result = drive(agent, task, None if as_json else printer)
+        waiting = Waiting(err)
+        result = drive(agent, with_attachments(task, parts), waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
+                       max_steps=max_steps)
+        waiting.stop()
     finally:
         close_tools(registry)
     saved = None
@@ -130,40 +155,6 @@ def run(
         raise typer.Exit(1)
 
 
-def drive(agent: Any, task: str, printer: EventPrinter | None, history: list[Any] | None = None) -> Any:
-    """Run ``task`` printing its events; the first Ctrl-C cancels the run (status ``cancelled``), a second one
-    exits at once."""
-    from keye_agent._sync import run_sync
-    from keye_agent.agent.events import RunFinished
-
-    async def go() -> Any:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        pressed = [0]
-
-        def on_sigint() -> None:
-            pressed[0] += 1
-            if pressed[0] > 1:
-                os._exit(130)
-            agent.cancel()
-
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        result = None
-        try:
-            async for ev in agent.astream(task, history=history):
-                if printer is not None:
-                    printer(ev)
-                if isinstance(ev, RunFinished):
-                    result = ev.result
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-        note_cancelled(result)
-        return result
-
-    return run_sync(go())
-
-
 @app.command()
 def chat(
     model: ModelOpt = DEFAULT_MODEL,
@@ -174,7 +165,7 @@ def chat(
     search: SearchOpt = None,
     constrained: ConstrainOpt = None,
     system: SystemOpt = None,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Most model steps per message.")] = 10,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps per message.")] = 10,
     tool_choice: ToolChoiceOpt = "auto",
     max_tokens: MaxTokensOpt = 1024,
     temperature: TempOpt = 0.0,
@@ -184,10 +175,11 @@ def chat(
     """Talk with an agent: streamed answers, tool panels, slash commands (/help lists them)."""
     from .repl import Repl
 
-    registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search))
+    err = _stderr()
+    mopts, registry = _session(model, base_url, random_weights, constrained,
+                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
     try:
-        mopts = _model_options(model, base_url, random_weights, constrained)
-        repl = Repl(build_model(mopts), registry, model_options=mopts, instructions=system, max_steps=max_steps,
+        repl = Repl(build_model(mopts, err), registry, model_options=mopts, instructions=system, max_steps=max_steps,
                     settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                     history_file=history_file)
         repl.run()
@@ -221,8 +213,20 @@ def tools_list(
 
 
 @tools_app.command("validate")
-def tools_validate(file: Annotated[Path, typer.Argument(help="A YAML tool registry.")]) -> None:
-    """Check a YAML tool registry; print every problem as file:line:column: message."""
+def tools_validate(file: Annotated[Path, typer.Argument(help="A YAML tool registry or a Python file of @tool "
+                                                               "functions.")]) -> None:
+    """Check a YAML tool registry (every problem as file:line:column: message) or a Python tools file."""
+    if not file.is_file():
+        raise ConfigError(f"tool file not found: {file}", hint="give a .yaml/.yml registry or a .py file")
+    if file.suffix == ".py":
+        from .setup import load_python_tools
+
+        names = [t.name for t in load_python_tools(file)]
+        typer.echo(f"{file}: ok ({len(names)} tool{'s' * (len(names) != 1)}: {', '.join(names)})")
+        return
+    if file.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{file}: unknown tool file type {file.suffix!r}",
+                          hint="use a .yaml/.yml registry or a .py file")
     try:
         from keye_agent.tools.yaml_registry import validate_registry_file
     except ImportError as e:
@@ -293,9 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
-def _main(argv: list[str] | None) -> int:
-    import click
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """``name`` ("ClickException", "Exit", "Abort") from typer's own click (typer >= 0.23 vendors one as
+    ``typer._click``, whose classes are not click's) and from click (older typer uses it): match either."""
+    import importlib
 
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _main(argv: list[str] | None) -> int:
     # transformers' weight-loading bars would break up the terminal output; the CLI shows its own progress
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -305,14 +323,14 @@ def _main(argv: list[str] | None) -> int:
     try:
         rc = app(args=args, prog_name="keye-agent", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.Abort:
+    except _click_classes("Exit") as e:
+        return int(getattr(e, "exit_code", 0))
+    except _click_classes("Abort"):
         _stderr().print("aborted")
         return 130
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
+    except _click_classes("ClickException") as e:
+        e.show()  # type: ignore[attr-defined]  # a usage error: the usage line, then "Error: ..." (help for no args)
+        return int(getattr(e, "exit_code", 1))
     except (KeyeAgentError, OSError) as e:
         if debug:
             traceback.print_exc()

@@ -1,5 +1,6 @@
-"""Showing a run on the terminal: streamed text, a panel per tool call and result, errors in red, and tables of
-tools and of a trajectory. Reads the agent's event stream, like every other consumer."""
+"""Showing a run on the terminal: streamed text, a panel per tool call and result, errors in red, a spinner while
+the model has not written anything yet, and tables of tools and of a trajectory. Reads the agent's event stream,
+like every other consumer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
+from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -30,22 +32,48 @@ from keye_agent.types import RunResult, ToolCall, Trajectory
 RESULT_CHARS = 800
 
 
-def _cut(text: str, limit: int) -> tuple[str, str | None]:
+def _cut(text: str, limit: int, keep_all: str) -> tuple[str, str | None]:
     if len(text) <= limit:
         return text, None
-    return text[:limit], f"(result cut for display: {len(text) - limit} more characters; /trace or --save keep all)"
+    return text[:limit], f"(result cut for display: {len(text) - limit} more characters; {keep_all})"
+
+
+class Waiting:
+    """A spinner on ``console`` (stderr) from the start of each step until the model's first output: the wait for a
+    first token is seen as work, not as a hang. Transient: on a file or a pipe it prints nothing."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._status: Status | None = None
+
+    def __call__(self, ev: Event) -> None:
+        self.stop()
+        if isinstance(ev, StepStarted):
+            self._status = self.console.status(f"step {ev.step}: waiting for the model's first token")
+            self._status.start()
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
 
 class EventPrinter:
-    """Prints events as they come. ``show_steps`` adds a rule per step (the one-shot `run` command)."""
+    """Prints events as they come. ``show_steps`` adds a rule per step (the one-shot `run` command).
+    ``waiting``: a :class:`Waiting` spinner to run between a step's start and its first output. ``keep_all`` says
+    where the full text of a result cut for display is kept."""
 
-    def __init__(self, console: Console, *, show_steps: bool = False, result_chars: int = RESULT_CHARS) -> None:
+    def __init__(self, console: Console, *, show_steps: bool = False, result_chars: int = RESULT_CHARS,
+                 waiting: Waiting | None = None, keep_all: str = "--save keeps all") -> None:
         self.console = console
         self.show_steps = show_steps
         self.result_chars = result_chars
+        self.waiting = waiting
+        self.keep_all = keep_all
         self._open_line = False  # streamed text without its closing newline yet
         self._streamed_text = False
         self._calls: dict[str, ToolCall] = {}
+        self._errors_shown: set[str] = set()
 
     def _end_line(self) -> None:
         if self._open_line:
@@ -53,6 +81,13 @@ class EventPrinter:
             self._open_line = False
 
     def __call__(self, ev: Event) -> None:
+        if self.waiting is not None:
+            self.waiting.stop()
+        self._show(ev)
+        if self.waiting is not None and isinstance(ev, StepStarted):
+            self.waiting(ev)
+
+    def _show(self, ev: Event) -> None:
         c = self.console
         if isinstance(ev, StepStarted):
             self._end_line()
@@ -78,7 +113,7 @@ class EventPrinter:
             r = ev.result
             meta = f"{r.duration_s:.2f} s" + (f", {r.attempts} attempts" if r.attempts > 1 else "")
             if r.ok:
-                body, note = _cut(r.content, self.result_chars)
+                body, note = _cut(r.content, self.result_chars, self.keep_all)
                 text = Text(body)
                 if note:
                     text.append("\n" + note, style="yellow")
@@ -92,6 +127,7 @@ class EventPrinter:
             self._end_line()
             if ev.kind != "tool":  # failed tools already have their red panel
                 c.print(Text(f"✗ {ev.kind}: {ev.message}", style="red"))
+                self._errors_shown.add(ev.message)
         elif isinstance(ev, Note):
             self._end_line()
             c.print(Text(f"note: {ev.message}", style="yellow"))
@@ -102,17 +138,20 @@ class EventPrinter:
                               border_style="bold", expand=False))
         elif isinstance(ev, RunFinished):
             self._end_line()
-            c.print(summary_line(ev.result))
+            c.print(summary_line(ev.result, with_error=ev.result.error not in self._errors_shown))
 
     def finish(self) -> None:
+        if self.waiting is not None:
+            self.waiting.stop()
         self._end_line()
 
 
-def summary_line(result: RunResult) -> Text:
+def summary_line(result: RunResult, *, with_error: bool = True) -> Text:
+    """Status, steps, tokens and time; and the error that ended the run, unless it was just printed."""
     u = result.usage
     text = (f"{result.status} · {result.steps} step{'s' * (result.steps != 1)} · {u.prompt_tokens} prompt + "
             f"{u.completion_tokens} completion tokens · {result.duration_s:.1f} s")
-    if result.error and not result.ok:
+    if result.error and not result.ok and with_error:
         text += f" · {result.error}"
     return Text(text, style="dim" if result.ok else "red")
 

@@ -8,9 +8,7 @@ change state ask first: y (yes), n (no), a (always, for this session).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,13 +22,14 @@ from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 
 from keye_agent.agent import Agent
-from keye_agent.agent.events import RunFinished
 from keye_agent.errors import KeyeAgentError
 from keye_agent.tools import ToolRegistry
 from keye_agent.types import GenerationSettings, Message, ModelBackend, StepRecord, Trajectory
 
-from .render import EventPrinter, tools_table, trace_table
-from .setup import ModelOptions, build_model, note_cancelled
+from .attach import attachment, with_attachments
+from .driver import drive_async
+from .render import EventPrinter, Waiting, tools_table, trace_table
+from .setup import ModelOptions, build_model, model_options
 
 COMMANDS = {
     "/help": "this list",
@@ -38,9 +37,10 @@ COMMANDS = {
     "/reset": "forget the conversation and the trajectory",
     "/save": "/save PATH: save the session's trajectory (JSONL)",
     "/load": "/load PATH: continue from a saved trajectory",
-    "/model": "/model [SPEC]: show the model, or switch to another",
+    "/model": "/model [SPEC] [--random-weights]: show the model, or switch to another",
     "/system": "/system [TEXT]: show the instructions, or replace them",
     "/trace": "the session's steps as a table",
+    "/attach": "/attach PATH: attach an image or video file to your next message",
     "/exit": "leave (Ctrl-D does too)",
 }
 
@@ -96,20 +96,21 @@ class Repl:
                  history_file: Path | None = None, console: Console | None = None) -> None:
         self.model = model
         self.tools = tools
-        self.model_options = model_options or ModelOptions(spec=model.name)
+        self.model_options = model_options
         self.instructions = instructions
         self.max_steps = max_steps
         self.settings = settings or GenerationSettings()
         self.console = console or Console(highlight=False)
         self.history: list[Message] = []
         self.trajectory = self._new_trajectory()
+        self.attachments: list[Any] = []
+        """Parts /attach queued for the next message."""
         self.always_allowed: set[str] = set()
         path = history_file or home_dir() / "history"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.session: PromptSession[str] = PromptSession(
             history=FileHistory(str(path)), completer=SlashCompleter(self._tool_names()),
             key_bindings=_key_bindings(), multiline=True, prompt_continuation="… ")
-        self._agent: Agent | None = None
 
     def _tool_names(self) -> list[str]:
         return [t.name for t in self.tools]
@@ -153,25 +154,15 @@ class Repl:
 
     async def ask(self, text: str) -> None:
         """Run one user message through the agent, printing its events; Ctrl-C cancels the step in flight."""
-        agent = Agent(self.model, self.tools, instructions=self.instructions, max_steps=self.max_steps,
-                      settings=self.settings, approve=self._approve)
-        self._agent = agent
-        printer = EventPrinter(self.console)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, agent.cancel)
-        result = None
+        agent = Agent(self.model, self.tools, instructions=self.instructions, settings=self.settings,
+                      approve=self._approve)
+        printer = EventPrinter(self.console, waiting=Waiting(Console(stderr=True)), keep_all="/save keeps all")
         try:
-            async for ev in agent.astream(text, history=self.history):
-                printer(ev)
-                if isinstance(ev, RunFinished):
-                    result = ev.result
+            task, self.attachments = with_attachments(text, self.attachments), []
+            result = await drive_async(agent, task, printer, history=self.history, second_interrupt_exits=False,
+                                       max_steps=self.max_steps)
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
             printer.finish()
-            self._agent = None
-        if result is None:
-            return
-        note_cancelled(result)
         if result.status == "cancelled":
             self.console.print("[yellow]interrupted; the session goes on[/]")
         msgs = list(result.trajectory.messages)
@@ -244,8 +235,8 @@ class Repl:
         elif name == "/model":
             if arg:
                 t0 = time.perf_counter()
-                opts = ModelOptions(spec=arg, base_url=self.model_options.base_url)
-                self.model = build_model(opts)
+                opts = _model_command(arg, self.model_options)
+                self.model = build_model(opts, Console(stderr=True))
                 self.model_options = opts
                 c.print(f"model is now [cyan]{self.model.name}[/] ({time.perf_counter() - t0:.1f} s to load)")
             else:
@@ -256,6 +247,12 @@ class Repl:
                 c.print("instructions replaced (the conversation is kept)")
             else:
                 c.print(self.instructions or "(no instructions)", highlight=False)
+        elif name == "/attach":
+            if not arg:
+                raise KeyeAgentError("/attach needs a path", hint="/attach plot.png")
+            part = attachment(arg)
+            self.attachments.append(part)
+            c.print(f"attached {part.type} {Path(arg).expanduser()} ({len(self.attachments)} for the next message)")
         elif name == "/trace":
             if self.trajectory.steps:
                 c.print(trace_table(self.trajectory))
@@ -266,3 +263,16 @@ class Repl:
         return True
 
 
+def _model_command(arg: str, current: ModelOptions | None) -> ModelOptions:
+    """``/model SPEC [--random-weights] [--constrained|--unconstrained]``: the new model's options, checked before
+    it loads; the base URL carries over."""
+    words = arg.split()
+    flags = {w for w in words if w.startswith("--")}
+    unknown = flags - {"--random-weights", "--constrained", "--unconstrained"}
+    specs = [w for w in words if not w.startswith("--")]
+    if unknown or len(specs) != 1:
+        raise KeyeAgentError(f"/model takes one model spec and --random-weights, --constrained or --unconstrained"
+                             f"{'; unknown: ' + ', '.join(sorted(unknown)) if unknown else ''}",
+                             hint="/model keye:tiny --random-weights")
+    constrained = True if "--constrained" in flags else False if "--unconstrained" in flags else None
+    return model_options(specs[0], current.base_url if current else None, "--random-weights" in flags, constrained)

@@ -1,4 +1,9 @@
-"""Turning CLI options into a tool registry and an agent; shared by `run`, `chat`, `demo` and `tools list`."""
+"""Turning CLI options into a tool registry and a model; shared by `run`, `chat`, `demo` and `tools list`.
+
+Everything is checked before anything slow starts: the model spec is parsed (not loaded) by
+:func:`model_options`, the tool files and ``--tool-choice`` by :func:`build_registry` and :func:`check_tool_choice`,
+the Docker engine by :func:`prepare_sandbox`; only then does :func:`build_model` load the model.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from keye_agent.backends.specs import ModelSpec, load_model, parse_model_spec
 from keye_agent.errors import ConfigError
 from keye_agent.tools import Tool, ToolRegistry, load_builtin
 from keye_agent.types import GenerationSettings, ModelBackend
+
+TOOL_CHOICES = ("auto", "required", "none")
 
 
 @dataclass
@@ -24,11 +34,23 @@ class ToolOptions:
 
 @dataclass
 class ModelOptions:
-    spec: str = "demo"
+    """A model as the command line named it; ``spec`` is parsed once (:func:`model_options`), never again."""
+
+    spec: ModelSpec
     base_url: str | None = None
     random_weights: bool = False
     constrained: bool | None = None
     """None keeps the backend's default; only local backends take it."""
+
+
+def model_options(spec: str, base_url: str | None = None, random_weights: bool = False,
+                  constrained: bool | None = None) -> ModelOptions:
+    """Parse and check a model's options without loading anything: a typo or a missing path fails at once."""
+    parsed = parse_model_spec(spec, random_weights=random_weights)
+    if constrained is not None and not parsed.local:
+        raise ConfigError("--constrained/--unconstrained applies to local models only",
+                          hint="OpenAI-compatible servers constrain tool calls themselves (if they can)")
+    return ModelOptions(parsed, base_url, random_weights, constrained)
 
 
 def load_python_tools(path: Path) -> list[Tool]:
@@ -42,8 +64,10 @@ def load_python_tools(path: Path) -> list[Tool]:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except (ImportError, SyntaxError) as e:
-        raise ConfigError(f"cannot import tools from {path}: {type(e).__name__}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - the user's module may raise anything at import; name the file
+        sys.modules.pop(name, None)
+        raise ConfigError(f"cannot import tools from {path}: {type(e).__name__}: {e}",
+                          hint="fix the file (rerun with --debug for the traceback)") from e
     items = getattr(module, "TOOLS", None)
     if items is None:
         items = [v for v in vars(module).values() if isinstance(v, Tool)]
@@ -75,7 +99,9 @@ def build_registry(opts: ToolOptions, extra: list[Tool] | None = None) -> ToolRe
     yaml_files: list[Path] = []
     for p in opts.files:
         if not p.is_file():
-            raise ConfigError(f"tool file not found: {p}")
+            raise ConfigError(f"tool file not found: {p}",
+                              hint="give a .yaml/.yml registry or a .py file of @tool functions (paths are "
+                                   "relative to the current directory)")
         if p.suffix == ".py":
             for t in load_python_tools(p):
                 registry.register(t)
@@ -99,31 +125,47 @@ def close_tools(registry: ToolRegistry) -> None:
     registry.close()
 
 
-def build_model(opts: ModelOptions) -> ModelBackend:
-    from .models import resolve_model
+def check_tool_choice(tool_choice: str, registry: ToolRegistry) -> None:
+    """``--tool-choice`` is auto, required, none, or the name of a tool of the session."""
+    if tool_choice in TOOL_CHOICES:
+        if tool_choice == "required" and not len(registry):
+            raise ConfigError("--tool-choice required needs tools", hint="add --tools FILE, --sandbox or --search")
+        return
+    names = [t.name for t in registry]
+    if tool_choice not in names:
+        known = ", ".join([*TOOL_CHOICES, *names])
+        raise ConfigError(f"--tool-choice {tool_choice!r} is neither auto, required, none nor a tool of this session",
+                          hint=f"choose one of: {known}")
 
-    kw: dict[str, Any] = {}
-    if opts.constrained is not None:
-        local = opts.spec == "demo" or opts.spec.startswith("keye:") or opts.spec.endswith(".gguf") \
-            or Path(opts.spec).is_dir()
-        if not local:
-            raise ConfigError("--constrained/--unconstrained applies to local models only",
-                              hint="OpenAI-compatible servers constrain tool calls themselves (if they can)")
-        kw["constrained"] = opts.constrained
-    return resolve_model(opts.spec, base_url=opts.base_url, random_weights=opts.random_weights, **kw)
+
+def prepare_sandbox(console: Console) -> None:
+    """For ``--sandbox``: reach the Docker engine now (its absence fails at once, with the fix) and build the
+    sandbox image if it is missing, with a spinner on ``console``."""
+    from keye_agent.sandboxes import SandboxConfig, build_image, default_image
+    from keye_agent.sandboxes._docker import docker_client, image_exists
+
+    with console.status("connecting to the Docker engine"):
+        docker_client()
+    image = SandboxConfig().image or default_image()
+    if image_exists(image):
+        return
+    with console.status(f"building the sandbox image {image} (once; a few minutes)") as status:
+        build_image(log=lambda line: status.update(f"building the sandbox image: {line}"))
+    console.print(f"[dim]built the sandbox image {image}[/]")
+
+
+def build_model(opts: ModelOptions, console: Console | None = None) -> ModelBackend:
+    """Load the model, with a spinner on ``console`` (stderr) while it loads."""
+    def load() -> ModelBackend:
+        return load_model(opts.spec, base_url=opts.base_url, random_weights=opts.random_weights,
+                          constrained=opts.constrained)
+
+    if console is None or opts.spec.kind == "scripted":
+        return load()
+    with console.status(f"loading the model {opts.spec.text}" + (" (fetched once on first use)"
+                                                                  if opts.spec.kind == "demo" else "")):
+        return load()
 
 
 def generation_settings(max_tokens: int, temperature: float, tool_choice: str, seed: int | None) -> GenerationSettings:
     return GenerationSettings(max_tokens=max_tokens, temperature=temperature, tool_choice=tool_choice, seed=seed)
-
-
-class Abandoned:
-    """Set when a run was cancelled: a sync tool cancelled mid-call keeps running in its worker thread (Python
-    cannot stop a thread), and the interpreter would wait for it at exit; `main` then exits without waiting."""
-
-    work = False
-
-
-def note_cancelled(result: Any) -> None:
-    if result is not None and result.status == "cancelled":
-        Abandoned.work = True

@@ -70,12 +70,13 @@ def _backend_factory(spec: str, side: str, base_url: str | None):
 
 
 def _resolve(spec: str, base_url: str | None) -> ModelBackend:
-    try:
-        from keye_agent.cli.models import resolve_model
-    except ImportError as e:
-        raise KeyeAgentError(f"cannot build model {spec!r}: keye_agent.cli.models is missing ({e})",
-                             hint="use --agent-model oracle / --user-model oracle to check the plumbing") from None
-    return resolve_model(spec, base_url=base_url)
+    from keye_agent.backends import load_model, parse_model_spec
+
+    parsed = parse_model_spec(spec)
+    if parsed.kind == "scripted":
+        return load_model(parsed, base_url=base_url)
+    with Console(stderr=True).status(f"loading the model {spec}"):
+        return load_model(parsed, base_url=base_url)
 
 
 def _split_ids(values: list[str] | None) -> list[str] | None:
@@ -113,6 +114,11 @@ def run(
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
     try:
+        from keye_agent.backends import parse_model_spec
+
+        for spec in (agent_model, user_model, judge_model):  # every spec checked before any model loads
+            if spec is not None and spec not in ("oracle", "idle"):
+                parse_model_spec(spec)
         dom = load_domain(domain, tau2_data=tau2_data, task_set=task_set)
         tasks = dom.select(split=task_split, task_ids=_split_ids(task_ids), num_tasks=num_tasks)
         agent_f = _backend_factory(agent_model, "agent", agent_base_url)

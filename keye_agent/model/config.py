@@ -303,7 +303,8 @@ def _keye_30b() -> KeyeConfig:
         sa_config=SparseAttentionConfig(indexer_num_heads=16, indexer_head_dim=64, indexer_num_kv_heads=1,
                                         topk=2048, q_chunk_size=512, kv_chunk_size=512),
         vision_config=dict(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16, intermediate_size=4304,
-                           patch_size=14, spatial_merge_size=2),
+                           patch_size=14, spatial_merge_size=2, image_size=384, layer_norm_eps=1e-6,
+                           hidden_act="gelu_pytorch_tanh"),
         architectures=["KeyeVL2MoeForConditionalGeneration"],
         **_QWEN_TOKEN_IDS,
     )
@@ -320,5 +321,12 @@ def _tiny() -> KeyeConfig:
     )
 
 
-PRESETS = {"keye-vl-2.0-30b-a3b": _keye_30b, "tiny": _tiny}
+def _tiny_vl() -> KeyeConfig:
+    # tiny plus a tiny vision tower (vision.VISION_PRESETS["tiny"]): images and videos end to end on the CPU.
+    return _tiny().replace(vision_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                              intermediate_size=128, patch_size=14, spatial_merge_size=2,
+                                              image_size=56, packing_positions=64))
+
+
+PRESETS = {"keye-vl-2.0-30b-a3b": _keye_30b, "tiny": _tiny, "tiny-vl": _tiny_vl}
 """Named configurations: name -> factory returning a fresh KeyeConfig."""

@@ -9,24 +9,50 @@ tensor); the prefill still runs through the regular forward.
 
 The graph holds the cache's tensors and the model's mode (dense or DSA) at capture: build a new DecodeGraph for
 another cache or after ``set_sparse``. The returned logits live in a buffer overwritten by the next step.
-MoE layers must run a path without host syncs (``moe`` "auto" on CUDA bfloat16 picks the grouped GEMM).
+
+Two steps can be captured: the fused step (``fused_decode.FusedDecode``: Triton kernels, about ten per layer,
+attention over the filled part of the cache only; the default on CUDA when triton imports) and the older
+fixed-shape step of plain PyTorch ops (``KeyeForCausalLM.decode_static``: attention over the whole cache under a
+mask, the reference indexer; its MoE must run a path without host syncs, "auto" on CUDA bfloat16 picks the
+grouped GEMM). ``fused=`` picks one per graph; ``set_default_step`` sets the default.
 """
 
 from __future__ import annotations
 
 import torch
 
+from keye_agent.model import fused_decode
 from keye_agent.model.cache import StaticCache
 from keye_agent.model.model import KeyeForCausalLM
 
-__all__ = ["DecodeGraph"]
+__all__ = ["DecodeGraph", "STEPS", "set_default_step"]
+
+STEPS = ("auto", "fused", "static")
+_default_step = "auto"
+
+
+def set_default_step(name: str) -> None:
+    """The step a DecodeGraph built with ``fused=None`` captures: "fused", "static", or "auto" (fused on CUDA when
+    the kernels import, static otherwise)."""
+    global _default_step
+    if name not in STEPS:
+        raise ValueError(f"set_default_step: name must be one of {list(STEPS)}, got {name!r}")
+    _default_step = name
+
+
+def _want_fused(device: torch.device) -> bool:
+    if _default_step == "static":
+        return False
+    if _default_step == "fused":
+        return True
+    return device.type == "cuda" and fused_decode.available()
 
 
 class DecodeGraph:
     """Captured decode step for ``model`` and ``cache``; ``use_graph=None`` captures on CUDA only."""
 
     def __init__(self, model: KeyeForCausalLM, cache: StaticCache, use_graph: bool | None = None,
-                 warmup: int = 2) -> None:
+                 warmup: int = 2, fused: bool | None = None) -> None:
         device = model.model.embed_tokens.weight.device
         if cache.k.device != device:
             raise ValueError(f"DecodeGraph: cache on {cache.k.device} but model on {device}")
@@ -38,6 +64,15 @@ class DecodeGraph:
         self.pos = torch.zeros(1, dtype=torch.long, device=device)
         self.logits: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.fused = None
+        want = _want_fused(device) if fused is None else fused
+        if want or (device.type == "cuda" and fused_decode.available()):
+            # The fused step stacks the q/k/v weights into one buffer (new storage). Do it before any capture, so
+            # that a graph of either step never holds the pointers of the weights it replaced.
+            for layer in model.model.layers:
+                fused_decode.fuse_qkv_weights(layer.self_attn)
+        if want:
+            self.fused = fused_decode.FusedDecode(model, cache)
         if self.use_graph:
             self._capture(warmup)
 
@@ -50,11 +85,16 @@ class DecodeGraph:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(warmup):
-                self.model.decode_static(self.tokens, self.pos, self.cache)
+                self._step()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = self.model.decode_static(self.tokens, self.pos, self.cache)
+            self.logits = self._step()
+
+    def _step(self) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused(self.tokens, self.pos)
+        return self.model.decode_static(self.tokens, self.pos, self.cache)
 
     @torch.inference_mode()
     def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -71,6 +111,6 @@ class DecodeGraph:
             assert self.logits is not None
             out = self.logits
         else:
-            out = self.model.decode_static(self.tokens, self.pos, self.cache)
+            out = self._step()
         self.cache.advance(1, self.sparse)
         return out

@@ -5,7 +5,9 @@ from the memory-mapped shard, one at a time, and copied straight into its parame
 device), so host memory holds at most one shard's mapped pages and one tensor besides the model.
 
 Names: ``model.*`` and ``lm_head.*`` fill the language model (``model.language_model.*`` is accepted for
-``model.*``); ``visual.*`` and ``mlp_AR.*`` (also under ``model.``) are kept aside for the vision code. Experts come
+``model.*``); ``visual.*`` and ``mlp_AR.*`` (also under ``model.``) fill the vision tower
+(``model.vision.VisionTower``, in the fork's layout, see ``vision.load``) when config.json has a ``vision_config``,
+and are kept aside as tensors otherwise. Experts come
 per expert (``mlp.experts.E.{gate_proj,up_proj,down_proj}.weight``, transposed into the fused tensors) or fused
 (``mlp.experts.gate_up_proj`` [E, hidden, 2I] and ``mlp.experts.down_proj`` [E, I, hidden], copied as they are).
 A checkpoint without indexer weights loads with a warning, gets random indexer weights, and runs dense.
@@ -27,6 +29,9 @@ from keye_agent.model.build import init_random_weights
 from keye_agent.model.config import KeyeConfig
 from keye_agent.model.model import KeyeForCausalLM
 from keye_agent.model.tokenizer import KeyeTokenizer
+from keye_agent.model.vision.config import VisionConfig
+from keye_agent.model.vision.load import VisionFiller
+from keye_agent.model.vision.vit import VisionTower
 
 __all__ = ["LoadedCheckpoint", "checkpoint_files", "load_checkpoint"]
 
@@ -43,7 +48,9 @@ class LoadedCheckpoint:
     model: KeyeForCausalLM
     config: KeyeConfig
     vision_state: dict[str, torch.Tensor] = field(default_factory=dict)
-    """``visual.*`` and ``mlp_AR.*`` tensors (on the target device, model dtype), for the vision code."""
+    """``visual.*`` and ``mlp_AR.*`` tensors (target device, model dtype) of a config without ``vision_config``."""
+    vision: VisionTower | None = None
+    """The vision tower and projector, loaded when config.json has a ``vision_config`` (and load_vision)."""
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
     tokenizer: KeyeTokenizer | None = None
@@ -110,6 +117,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
     filled: set[str] = set()
     expert_parts: dict[str, set[tuple[int, str]]] = {}
     vision: dict[str, torch.Tensor] = {}
+    filler = None
+    if load_vision and config.vision_config:
+        filler = VisionFiller(VisionConfig.from_dict(config.vision_config, config.hidden_size), device, dtype)
     notes: list[str] = []
     unexpected: list[str] = []
 
@@ -149,7 +159,15 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
                 _dtype_of(sl.get_dtype(), name, shard)
                 shape = tuple(sl.get_shape())
                 if canon.startswith(_VISION_PREFIXES):
-                    if load_vision:
+                    if filler is not None:
+                        if filler.skip(canon):
+                            continue
+                        if not filler.wants(canon):
+                            unexpected.append(canon)
+                            continue
+                        _check_shape(canon, shard, shape, filler.shape_of(canon))
+                        filler.copy(canon, f.get_tensor(name))
+                    elif load_vision:
                         vision[canon] = f.get_tensor(name).to(device=device, dtype=dtype)
                     continue
                 tgt = target_of(canon, shard, shape)
@@ -186,6 +204,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
         notes.append(msg)
         _init_indexers(model)
         missing = [n for n in missing if ".sa_indexer." not in n]
+    if filler is not None and filler.missing():
+        missing += filler.missing()
     if missing:
         first = missing[0]
         where = _expert_hint(first, expert_parts, config.num_experts)
@@ -200,7 +220,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
     model.set_sparse(has_indexer if sparse is None else sparse)
     tokenizer = KeyeTokenizer.from_dir(root) if (root / "tokenizer.json").is_file() else None
     return LoadedCheckpoint(model=model, config=config, vision_state=vision, warnings=notes, path=root,
-                            tokenizer=tokenizer)
+                            tokenizer=tokenizer, vision=None if filler is None else filler.tower)
 
 
 def _check_shape(name: str, shard: str, shape: tuple[int, ...], want: tuple[int, ...]) -> None:

@@ -7,9 +7,11 @@ which reduces to plain 1-D RoPE.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import torch
 
-__all__ = ["apply_rope", "rope_cos_sin", "text_positions"]
+__all__ = ["apply_rope", "mrope_positions", "rope_cos_sin", "text_positions"]
 
 
 def text_positions(batch: int, length: int, start: int, device: torch.device | str) -> torch.Tensor:
@@ -44,3 +46,44 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     x1, x2 = xf.chunk(2, dim=-1)
     rotated = torch.cat((-x2, x1), dim=-1)
     return (xf * cos + rotated * sin).to(x.dtype)
+
+
+def mrope_positions(input_ids: Sequence[int], grids: Sequence[Sequence[int]], vision_token_ids: Collection[int],
+                    merge_size: int = 2) -> tuple[torch.Tensor, int]:
+    """3-D positions [3, T] int64 (t, h, w) of a prompt holding vision tokens, and the decode offset ``delta``.
+
+    Each run of vision tokens (ids in ``vision_token_ids``) takes the next grid (t, h, w) in patches, in order:
+    its t * (h/m) * (w/m) tokens get positions start + (frame, row, column) on the three streams. Text tokens
+    get equal positions on all three, counting on from one past the largest position before them. A Keye video
+    is one run per frame (grid (1, h, w)) with its timestamp text between runs; a Qwen2-VL video is one run of
+    grid (t, h, w). Token i >= T (decoded later) sits at position i + delta on all streams.
+    """
+    ids = list(input_ids)
+    vision = set(vision_token_ids)
+    pos = torch.empty(3, len(ids), dtype=torch.int64)
+    it = iter(grids)
+    nxt, i = 0, 0
+    while i < len(ids):
+        if ids[i] not in vision:
+            pos[:, i] = nxt
+            nxt += 1
+            i += 1
+            continue
+        g = next(it, None)
+        if g is None:
+            raise ValueError(f"mrope_positions: vision token run at index {i} has no grid left ({len(grids)} given)")
+        t, h, w = int(g[0]), int(g[1]) // merge_size, int(g[2]) // merge_size
+        n = t * h * w
+        if i + n > len(ids) or any(x not in vision for x in ids[i:i + n]):
+            raise ValueError(f"mrope_positions: grid {tuple(g)} needs {n} vision tokens at index {i}, the prompt has "
+                             f"fewer in a row")
+        tt = torch.arange(t).repeat_interleave(h * w)
+        hh = torch.arange(h).repeat_interleave(w).repeat(t)
+        ww = torch.arange(w).repeat(t * h)
+        block = torch.stack((tt, hh, ww)) + nxt
+        pos[:, i:i + n] = block
+        nxt = int(block.max()) + 1
+        i += n
+    if next(it, None) is not None:
+        raise ValueError(f"mrope_positions: {len(grids)} grids given, the prompt holds fewer vision runs")
+    return pos, nxt - len(ids)

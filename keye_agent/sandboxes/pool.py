@@ -21,9 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from keye_agent.errors import SandboxError
+from keye_agent.retry import Backoff
 
 from .config import SandboxConfig
 from .docker_sandbox import DockerSandbox
+
+# after n failed starts in a row the filler waits 0.5 * 2**n s, up to 30 s (exact: one filler, no crowd to spread)
+_REFILL_BACKOFF = Backoff(base_s=0.5, max_s=30.0, jitter=0.0)
 
 
 class SandboxPool:
@@ -53,7 +57,7 @@ class SandboxPool:
                     return
                 if self._failures:
                     # Back off after failed starts (a missing image, a stopped engine) instead of spinning.
-                    self._cond.wait(min(30.0, 0.5 * 2 ** min(self._failures, 6)))
+                    self._cond.wait(_REFILL_BACKOFF.delay(self._failures + 1))
                     if self._closed:
                         return
                 self._starting += 1

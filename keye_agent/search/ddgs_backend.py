@@ -109,6 +109,8 @@ class DdgsBackend:
         backoff_s: first backoff; doubles each attempt (with jitter) up to ``max_backoff_s``.
         max_retry_after_s: the longest Retry-After honoured; an engine asking for more is given up on at once
             (the next engine is tried).
+        deadline_s: the longest one search may take: no wait between attempts is started that would end past it
+            (the web_search tool sets its own timeout here). None: no limit beyond ``max_attempts``.
         transport: an object with ``request(method, url, **kwargs)`` returning a response with ``status_code``,
             ``text``, ``content`` (and optionally ``headers``), used instead of ddgs's own client (tests, proxies).
     """
@@ -129,6 +131,7 @@ class DdgsBackend:
         backoff_s: float = 1.0,
         max_backoff_s: float = 16.0,
         max_retry_after_s: float = 60.0,
+        deadline_s: float | None = None,
         max_pages: int = 2,
         transport: Any | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -157,6 +160,7 @@ class DdgsBackend:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.deadline_s = deadline_s
         self.backoff = Backoff(base_s=backoff_s, max_s=max_backoff_s, max_retry_after_s=max_retry_after_s)
         self.max_pages = max(1, max_pages)
         self.transport = transport
@@ -178,20 +182,23 @@ class DdgsBackend:
         if isinstance(exc, TransientError) and exc.kind == "rate_limited":
             self.limiter.penalise(wait)  # other threads searching through this backend back off as well
 
-    def _one_page(self, engine: Any, query: str, region: str, timelimit: str | None, page: int) -> list[Any]:
+    def _one_page(self, engine: Any, query: str, region: str, timelimit: str | None, page: int,
+                  deadline: float | None) -> list[Any]:
         def once() -> list[Any]:
             self.limiter.acquire()
             return engine.search(query, region=region, safesearch=self.safesearch, timelimit=timelimit,
                                  page=page) or []
 
-        retrier = Retrier(self.backoff, self.max_attempts, transient=lambda e: isinstance(e, TransientError))
+        retrier = Retrier(self.backoff, self.max_attempts, deadline_s=_left(deadline),
+                          transient=lambda e: isinstance(e, TransientError))
         return retrier.run(once, sleep=self._sleep or time.sleep, on_retry=self._on_retry)
 
-    def _search_engine(self, name: str, query: str, max_results: int, region: str, timelimit: str | None) -> list[SearchResult]:
+    def _search_engine(self, name: str, query: str, max_results: int, region: str, timelimit: str | None,
+                       deadline: float | None) -> list[SearchResult]:
         engine = self._engine(name)
         found: list[SearchResult] = []
         for page in range(1, self.max_pages + 1):
-            raw = self._one_page(engine, query, region, timelimit, page)
+            raw = self._one_page(engine, query, region, timelimit, page, deadline)
             before = len(found)
             for item in raw:
                 url = _unwrap(getattr(item, "href", "") or "")
@@ -218,9 +225,10 @@ class DdgsBackend:
         region = check_region(region) or self.region
         timelimit = _TIMELIMIT.get(check_time_range(time_range) or "")
         failures: list[tuple[str, str, str]] = []
+        deadline = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         for name in self.engine_names:
             try:
-                results = self._search_engine(name, query, max_results, region, timelimit)
+                results = self._search_engine(name, query, max_results, region, timelimit, deadline)
             except TransientError as e:
                 failures.append((name, _KIND_WORDS.get(e.kind, e.kind), str(e)))
                 continue
@@ -235,6 +243,11 @@ class DdgsBackend:
         if len(failures) < len(self.engine_names):
             return []  # at least one engine answered, with nothing
         raise _search_error(failures, self.max_attempts)
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds from now to a monotonic ``deadline`` (never negative), or None for none."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _search_error(failures: list[tuple[str, str, str]], attempts: int) -> SearchError:

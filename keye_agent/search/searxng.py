@@ -48,6 +48,8 @@ class SearxngBackend:
         max_attempts: attempts on HTTP 429/5xx and connection errors.
         backoff_s: first backoff; doubles each attempt (with jitter) up to ``max_backoff_s``.
         max_retry_after_s: the longest Retry-After honoured; a longer ask fails the search at once.
+        deadline_s: the longest one search may take: no wait between attempts is started that would end past it
+            (the web_search tool sets its own timeout here). None: no limit beyond ``max_attempts``.
     """
 
     name = "searxng"
@@ -67,6 +69,7 @@ class SearxngBackend:
         backoff_s: float = 1.0,
         max_backoff_s: float = 16.0,
         max_retry_after_s: float = 60.0,
+        deadline_s: float | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -89,6 +92,7 @@ class SearxngBackend:
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.deadline_s = deadline_s
         self.backoff = Backoff(base_s=backoff_s, max_s=max_backoff_s, max_retry_after_s=max_retry_after_s)
         self.limiter = RateLimiter(min_interval_s, **({"sleep": sleep} if sleep else {}))
         self._sleep = sleep
@@ -147,15 +151,18 @@ class SearxngBackend:
         region = check_region(region) or self.region
         time_range = check_time_range(time_range)
         found: list[SearchResult] = []
+        deadline = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         with httpx.Client(timeout=self.timeout_s, headers=self.headers, follow_redirects=True) as client:
             for page in range(1, 4):
                 params = self._params(query, region, time_range, page)
-                retrier = Retrier(self.backoff, self.max_attempts, transient=lambda e: isinstance(e, TransientError))
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                retrier = Retrier(self.backoff, self.max_attempts, deadline_s=left,
+                                  transient=lambda e: isinstance(e, TransientError))
                 try:
                     data = retrier.run(functools.partial(self._get, client, params), sleep=self._sleep or time.sleep)
                 except TransientError as e:
                     raise SearchError(
-                        redact(f"SearXNG search failed {retrier.outcome() or 'after 1 attempt'}: {e}"),
+                        redact(f"SearXNG search failed ({retrier.outcome() or 'after 1 attempt'}): {e}"),
                         hint="check that the instance is running and reachable, or raise max_attempts",
                     ) from None
                 before = len(found)

@@ -132,6 +132,8 @@ def make_web_search(
     if not 1 <= max_results <= max_results_limit:
         raise ConfigError(f"web_search: max_results must be between 1 and max_results_limit={max_results_limit}")
     opts = {**(backend_options or {}), **more_backend_options}
+    if timeout_s is not None and isinstance(backend, str) and backend.partition(":")[0] in ("ddgs", "searxng"):
+        opts.setdefault("deadline_s", timeout_s)  # a backoff never sleeps past the tool's own timeout
     inner = search_backend_from_spec(backend, **opts)
     engine: SearchBackend = inner
     if cache and not isinstance(inner, LocalBackend):

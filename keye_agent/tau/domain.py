@@ -8,6 +8,7 @@ A domain folder holds::
     split_tasks.json   optional: {"base": [task ids], ...}
     and its tools, either
     tools.py + db.json a Toolkit subclass named ``Tools`` (optionally ``UserTools`` over user_db.json)
+    tools.yaml+db.json tools declared in YAML as steps over the database (no Python needed, see db_tools.py)
     tools.yaml+app.py  a YAML tool registry over an in-process ASGI app (``create_app()``, ``dump_state(app)``,
                        optionally ``load_state(app, data)``), one app per environment
 
@@ -144,9 +145,10 @@ def _import_file(path: Path, name: str) -> Any:
 
 
 def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
-    """A domain folder: a Python toolkit over db.json (tools.py defining ``Tools``, optionally ``UserTools``), or
-    a YAML tool registry over an in-process ASGI app (tools.yaml, and app.py defining ``create_app()``,
-    ``dump_state(app)`` and optionally ``load_state(app, data)``)."""
+    """A domain folder: a Python toolkit over db.json (tools.py defining ``Tools``, optionally ``UserTools``), a
+    YAML tool registry over an in-process ASGI app (tools.yaml, and app.py defining ``create_app()``,
+    ``dump_state(app)`` and optionally ``load_state(app, data)``), or YAML tools over db.json (tools.yaml without
+    app.py: :mod:`.db_tools`)."""
     d = Path(path)
     for required in ("policy.md", "tasks.json"):
         if not (d / required).is_file():
@@ -159,9 +161,14 @@ def load_folder(path: str | Path, *, task_set: str | None = None) -> Domain:
         make = _python_toolkit_env(d, policy)
     elif (d / "tools.yaml").is_file() and (d / "app.py").is_file():
         make = _asgi_env(d, policy)
+    elif (d / "tools.yaml").is_file() and (d / "db.json").is_file():
+        from .db_tools import db_tools_environment
+
+        make = db_tools_environment(d, policy)
     else:
         raise ConfigError(f"domain folder {d} has no tools",
-                          hint="add tools.py (a Toolkit named Tools, over db.json) or tools.yaml with app.py")
+                          hint="add tools.yaml beside db.json (tools declared as steps over the database; see "
+                               "README \"Write a domain\"), tools.py (a Toolkit named Tools), or tools.yaml with app.py")
     return Domain(d.name, policy, make, tasks, splits, source=str(d))
 
 

@@ -57,6 +57,9 @@ class Tool:
     """Wall-clock limit of one attempt; None for no limit."""
     retries: int = 2
     """Extra attempts after a transient failure (ToolExecutionError(transient=True) or a timeout)."""
+    max_retry_wait_s: float | None = None
+    """The longest wait between attempts (a server asking for longer gets its error back at once); None: the
+    tool's ``timeout_s``, so a wait never outlives the call it serves."""
     mutates_state: bool = False
     """Changes the world (writes, orders, deletes): such calls run one at a time, in order, and may need approval."""
     requires_approval: bool | None = None

@@ -290,6 +290,7 @@ def make_http_tool(spec: HttpSpec) -> Tool:
         # the request carries its own deadline; this outer one only catches a stuck event loop
         timeout_s=spec.timeout_s + 5.0,
         retries=spec.retries,
+        max_retry_wait_s=spec.timeout_s,  # the tool's timeout as the user set it, not the margin above
         mutates_state=mutates,
         requires_approval=spec.requires_approval,
         metadata={"kind": "http", "method": call.method, "url": spec.url},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -203,9 +202,11 @@ class ToolRegistry:
         )
 
     def _retrier(self, t: Tool) -> Retrier:
-        """The retry state of one call of ``t``: a wait is never longer than the tool's own timeout (a server that
-        asks for more gets the error back at once, not a sleep the caller outlives)."""
-        cap = self.max_retry_after_s if t.timeout_s is None else min(self.max_retry_after_s, t.timeout_s)
+        """The retry state of one call of ``t``: a wait is never longer than the tool's own limit (its
+        ``max_retry_wait_s``, else its timeout): a server that asks for more gets the error back at once, not a
+        sleep the caller outlives."""
+        limit = t.max_retry_wait_s if t.max_retry_wait_s is not None else t.timeout_s
+        cap = self.max_retry_after_s if limit is None else min(self.max_retry_after_s, limit)
         backoff = Backoff(base_s=self.backoff_base_s, max_s=min(self.backoff_max_s, cap), max_retry_after_s=cap)
         return Retrier(backoff, attempts=1 + t.retries)
 
@@ -215,7 +216,7 @@ class ToolRegistry:
         elif t.inline:
             return t.fn(**args)
         else:
-            aw = asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(t.fn, **args))
+            aw = _POOL.run_async(t.fn, **args)
         if t.timeout_s is None:
             return await aw
         try:

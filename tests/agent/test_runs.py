@@ -159,3 +159,35 @@ def test_the_readme_example_of_run_handles_runs_as_written(tmp_path):
     proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines() == ["completed The square is 9.", "completed The square is 16.", "cancelled None"]
+
+
+def test_parallel_sync_calls_of_one_turn_run_at_once_also_after_a_sync_tool_ran():
+    """Three read-only sync calls of one turn meet at a barrier that opens only when all three run together."""
+    from keye_agent.tools import tool
+
+    barrier = threading.Barrier(3, timeout=5)
+
+    @tool
+    def warm(x: int) -> str:
+        """Warm up a worker.
+
+        Args:
+            x: anything
+        """
+        return "warm"
+
+    @tool
+    def meet(i: int) -> str:
+        """Wait for the other calls of the turn.
+
+        Args:
+            i: the call's number
+        """
+        barrier.wait()
+        return f"met {i}"
+
+    burst = AssistantTurn(tool_calls=[ToolCall(id=f"m{i}", name="meet", arguments={"i": i}) for i in range(3)])
+    script = [AssistantTurn(tool_calls=[ToolCall(id="w", name="warm", arguments={"x": 1})]), burst, "done"]
+    r = Agent(ScriptedBackend(script), [warm, meet]).run("?")
+    assert r.status == "completed"
+    assert [res.content for res in r.trajectory.steps[1].tool_results] == ["met 0", "met 1", "met 2"]

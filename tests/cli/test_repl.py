@@ -146,3 +146,20 @@ def test_multiline_input_reset_load_and_unknown_command(chat, tmp_path: Path) ->
     child.expect(pexpect.EOF)
     traj = Trajectory.load(saved)
     assert traj.task == "line one\nline two"
+
+
+def test_model_command_takes_random_weights(chat) -> None:
+    """`/model keye:tiny` alone is refused before loading (a preset has no weights); with --random-weights the tiny
+    Keye model loads (real model code, random weights) and becomes the session's model."""
+    child = chat(["unused"])
+    child.send("/model keye:tiny" + "\r")
+    child.expect("carries no weights")
+    child.expect("you>")
+    child.send("/model keye:tiny --random-weights --bogus" + "\r")
+    child.expect("unknown: --bogus")
+    child.expect("you>")
+    child.send("/model keye:tiny --random-weights" + "\r")
+    child.expect("model is now .*?keye:tiny", timeout=120)
+    child.expect("you>")
+    child.send("/exit" + "\r")
+    child.expect(pexpect.EOF)

@@ -287,3 +287,12 @@ def test_rate_limiter_spaces_calls() -> None:
     assert limiter.acquire() == 0
     limiter.penalise(30)
     assert limiter.acquire() == pytest.approx(30)
+
+
+def test_a_wait_never_outlives_the_search_deadline() -> None:
+    """Retry-After: 12 from the only engine, in a search allowed 5 s: no sleep, the engine counts as rate-limited."""
+    sleeps: list[float] = []
+    web = SyntheticWeb({DDG: [Resp(429, "Too Many Requests", {"Retry-After": "12"}), Resp(200, DDG_RESULTS)]})
+    with pytest.raises(SearchError, match="rate-limit"):
+        backend(web, sleeps=sleeps, deadline_s=5.0).search("keye")
+    assert sleeps == [] and web.count(DDG) == 1

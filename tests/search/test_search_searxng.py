@@ -106,6 +106,21 @@ def test_rate_limit_is_retried(server) -> None:
     assert results[0].url.startswith("https://en.wikipedia.org/") and calls["n"] == 2 and waits == [3.0]
 
 
+def test_a_retry_after_past_the_deadline_is_not_waited(server) -> None:
+    server.routes["/search"] = lambda h: server.send(h, 503, b"busy", "text/plain", {"Retry-After": "3"})
+    waits: list[float] = []
+    with pytest.raises(SearchError, match=r"asked to wait 3 s, more than the [\d.]+ s left before this call's deadline"):
+        SearxngBackend(server.base, deadline_s=1.0, sleep=waits.append).search("python")
+    assert waits == []
+
+
+def test_web_search_gives_the_backend_its_timeout_as_deadline(server) -> None:
+    from keye_agent.search.tools import make_web_search
+
+    t = make_web_search(backend=f"searxng:{server.base}", cache=False, timeout_s=20.0)
+    assert t.metadata["backend_object"].deadline_s == 20.0
+
+
 def test_unreachable_instance_is_a_clear_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

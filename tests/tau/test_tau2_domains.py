@@ -22,7 +22,7 @@ from keye_agent.tau.toolkit import json_hash
 
 from ._helpers import expected_end_states, json_pointer_diff
 
-DOMAINS = ["airline"]
+DOMAINS = ["airline", "retail"]
 
 
 @pytest.fixture(scope="module", params=DOMAINS)

@@ -102,7 +102,14 @@ def test_retry_after_longer_than_a_2s_tools_timeout_is_not_waited(api: ScriptedA
     r = _call(_registry(tmp_path, api.base, timeout_s=2))
     assert not r.ok and r.attempts == 1 and len(api.requests) == 1
     assert "429 Too Many Requests" in r.error and "the API asked to wait 30 s" in r.error
-    assert "not retried: the server asked to wait 30 s" in r.error
+    assert "not retried: the server asked to wait 30 s, more than the 2 s this call may wait" in r.error
+
+
+def test_retry_after_just_over_the_timeout_is_not_waited_either(api: ScriptedAPI, tmp_path: Path) -> None:
+    """The bound is the timeout the YAML gave (2 s), not the few seconds of margin the tool's outer limit has."""
+    api.play((503, {"Retry-After": "3"}, b'{"error": "busy"}'), OK)
+    r = _call(_registry(tmp_path, api.base, timeout_s=2))
+    assert not r.ok and r.attempts == 1 and "asked to wait 3 s, more than the 2 s" in r.error
 
 
 def test_post_answered_429_is_retried_as_nothing_was_applied(api: ScriptedAPI, tmp_path: Path) -> None:

@@ -22,6 +22,10 @@ KERNEL_MODULES = (
     "keye_agent.model.kernels.sparse_attention.per_query",
     "keye_agent.model.kernels.sparse_attention.block_union",
     "keye_agent.model.kernels.sparse_attention.api",
+    "keye_agent.model.kernels.decode.norms",
+    "keye_agent.model.kernels.decode.attention",
+    "keye_agent.model.kernels.decode.moe",
+    "keye_agent.model.kernels.decode.dsa",
 )
 
 ON_GPU = torch.cuda.is_available()

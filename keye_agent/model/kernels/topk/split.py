@@ -50,13 +50,18 @@ def _pick(hist, remaining, NB: tl.constexpr):
 @triton.jit
 def _collect_kernel(
     s_ptr, o_ptr, ws_ptr, cand_ptr, T, S, start, t_base, topk, seg, ss_b, ss_t, so_b, so_t, cap, ws_stride,
-    BLOCK: tl.constexpr,
+    pos_ptr, BLOCK: tl.constexpr, DEVICE_POS: tl.constexpr,
 ):
     row = tl.program_id(0)  # b * T + t
     part = tl.program_id(1)
     b = row // T
     t = row % T
-    n = tl.minimum(start + t_base + t + 1, S)
+    if DEVICE_POS:  # decode step of a CUDA graph: start from device memory, segments from the filled length
+        start = tl.load(pos_ptr).to(tl.int32)
+        n = tl.minimum(start + t_base + t + 1, S)
+        seg = tl.cdiv(tl.cdiv(n, tl.num_programs(1)), BLOCK) * BLOCK
+    else:
+        n = tl.minimum(start + t_base + t + 1, S)
     if n > topk:
         ws = ws_ptr + row.to(tl.int64) * ws_stride  # [hist1 NB1 | hist2 NB2 | above, candidates, ...]
         b1, above1 = _pick(tl.load(ws + tl.arange(0, NB1)), topk, NB1)
@@ -86,13 +91,15 @@ def _collect_kernel(
 @triton.jit
 def _finish_kernel(
     s_ptr, o_ptr, ws_ptr, cand_ptr, T, S, start, t_base, topk, K_out, ss_b, ss_t, so_b, so_t, cap, ws_stride,
-    BLOCK: tl.constexpr,
+    pos_ptr, BLOCK: tl.constexpr, DEVICE_POS: tl.constexpr,
 ):
     row = tl.program_id(0)
     part = tl.program_id(1)
     parts = tl.num_programs(1)
     b = row // T
     t = row % T
+    if DEVICE_POS:
+        start = tl.load(pos_ptr).to(tl.int32)
     n = tl.minimum(start + t_base + t + 1, S)
     o_row = o_ptr + b.to(tl.int64) * so_b + (t_base + t).to(tl.int64) * so_t
     offs = tl.arange(0, BLOCK)
@@ -135,21 +142,27 @@ def split_workspace(rows: int, device: torch.device) -> torch.Tensor:
 
 
 def launch_split_topk(
-    scores: torch.Tensor, out: torch.Tensor, ws: torch.Tensor, start: int, t_base: int, n_rows: int, S: int,
-    topk: int, split: int = 64,
+    scores: torch.Tensor, out: torch.Tensor, ws: torch.Tensor, start: int | torch.Tensor, t_base: int, n_rows: int,
+    S: int, topk: int, split: int = 64,
 ) -> None:
     """Top-k of rows ``t_base .. t_base + n_rows`` from float16 ``scores`` [B, n_rows, W] whose level-1 histograms
-    are already in ``ws[:, :256]`` (launch_scores with hist=ws)."""
+    are already in ``ws[:, :256]`` (launch_scores with hist=ws).
+
+    ``start`` may be a [1] int64 device tensor (a captured decode step): the kernels then read it and split the
+    filled length ``start + 1`` (not W) over ``split`` programs."""
     B, _, W = scores.shape
     K_out = out.shape[2]
+    device_pos = isinstance(start, torch.Tensor)
     seg = triton.cdiv(triton.cdiv(W, split), 1024) * 1024
+    parts = split if device_pos else triton.cdiv(W, seg)
     cand = torch.empty(B * n_rows, W, dtype=torch.int32, device=scores.device)
-    args = (n_rows, S, start, t_base, topk)
-    _collect_kernel[(B * n_rows, triton.cdiv(W, seg))](
+    args = (n_rows, S, 0 if device_pos else start, t_base, topk)
+    pos = start if device_pos else ws
+    _collect_kernel[(B * n_rows, parts)](
         scores, out, ws, cand, *args, seg, scores.stride(0), scores.stride(1), out.stride(0), out.stride(1), W,
-        ws.stride(0), BLOCK=1024, num_warps=4,
+        ws.stride(0), pos, BLOCK=1024, DEVICE_POS=device_pos, num_warps=4,
     )
     _finish_kernel[(B * n_rows, FINISH_SPLIT)](
         scores, out, ws, cand, *args, K_out, scores.stride(0), scores.stride(1), out.stride(0), out.stride(1), W,
-        ws.stride(0), BLOCK=512, num_warps=4,
+        ws.stride(0), pos, BLOCK=512, DEVICE_POS=device_pos, num_warps=4,
     )

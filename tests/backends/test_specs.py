@@ -1,4 +1,5 @@
-"""`resolve_model`: every form of model spec reaches the right backend, and bad specs fail with a clear error."""
+"""Model specs (`keye_agent.backends.load_model`): every form reaches the right backend, bad specs fail with a clear
+error before anything loads, and the old import paths still work."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from keye_agent.backends import load_model as resolve_model
+from keye_agent.backends import parse_model_spec
 from keye_agent.backends.openai import OpenAIBackend
 from keye_agent.backends.scripted import ScriptedBackend
-from keye_agent.cli.models import resolve_model, scripted_from_file
+from keye_agent.backends.specs import scripted_from_file
 from keye_agent.errors import ConfigError
 from keye_agent.types import AssistantTurn, Message, StepRecord, ToolCall, Trajectory
 
@@ -91,3 +94,38 @@ def test_scripted_replays_turns_and_trajectories(tmp_path: Path) -> None:
     replay = scripted_from_file(saved)
     assert replay.generate([Message.user("t")]).tool_calls[0].arguments == {"a": 1}  # type: ignore[attr-defined]
     assert replay.generate([Message.user("t")]).text == "final"  # type: ignore[attr-defined]
+
+
+def test_old_import_paths_name_the_same_functions() -> None:
+    import keye_agent
+    from keye_agent.backends.demo_model import ensure_demo_model
+    from keye_agent.cli.demo_model import ensure_demo_model as old_ensure
+    from keye_agent.cli.models import resolve_model as old_resolve
+    from keye_agent.cli.models import scripted_from_file as old_scripted
+
+    assert keye_agent.load_model is resolve_model is old_resolve
+    assert old_scripted is scripted_from_file and old_ensure is ensure_demo_model
+
+
+def test_parsing_loads_nothing_and_says_what_the_spec_is(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"not really")  # never read: parsing looks only at the file system
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    keye = tmp_path / "keye"
+    keye.mkdir()
+    (keye / "config.json").write_text(json.dumps({"model_type": "keye_vl_2"}))
+    cases = {"openai:m": ("openai", False), "demo": ("demo", True), str(gguf): ("transformers", True),
+             str(ckpt): ("transformers", True), str(keye): ("keye", True), f"keye:{keye}": ("keye", True)}
+    for text, (kind, local) in cases.items():
+        spec = parse_model_spec(text)
+        assert (spec.kind, spec.local) == (kind, local), text
+    assert parse_model_spec(f"keye:{keye}").path == keye
+    with pytest.raises(ConfigError, match="script not found"):
+        parse_model_spec(f"scripted:{tmp_path / 'none.jsonl'}")
+
+
+def test_constrained_applies_to_local_models_only() -> None:
+    with pytest.raises(ConfigError, match="local models only"):
+        resolve_model("openai:m", constrained=True)
