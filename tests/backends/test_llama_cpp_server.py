@@ -187,3 +187,20 @@ def test_the_demo_task_passes_through_the_server(server):
     assert calls and calls[0].ok and "4821" in calls[0].content, result.trajectory.steps[0]
     assert result.status == "completed", (result.status, result.trajectory.steps[-1])
     assert result.final_answer and result.final_answer.strip()
+
+
+def test_the_readme_example_runs_as_written(server, tmp_path):
+    """The README's llama-cpp-python block, run as written in a fresh interpreter with OPENAI_BASE_URL set to this
+    server: the tool call goes through and the run completes (the answer's quality is not the point)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if 'load_model("openai:smollm2")' in b]
+    env = {**os.environ, "OPENAI_BASE_URL": server}
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("completed") and "4 C, rain" in last, proc.stdout

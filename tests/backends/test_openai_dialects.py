@@ -356,3 +356,18 @@ def test_requests_round_trip_as_json():
     body = server.requests[0]
     assert json.loads(json.dumps(body)) == body
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_run_no_stream_sends_whole_requests(tmp_path, capsys):
+    """`keye-agent run --no-stream` against an OpenAI-compatible server: every request goes unstreamed."""
+    from keye_agent.cli.main import main
+
+    whole = {"choices": [{"index": 0, "finish_reason": "stop",
+                          "message": {"role": "assistant", "content": "Oslo: 4 C, rain."}}],
+             "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+    with ChatServer([Reply(whole)]) as server:
+        rc = main(["run", "Weather in Oslo?", "--model", "openai:m", "--base-url", server.base_url,
+                   "--no-stream", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["final_answer"] == "Oslo: 4 C, rain."
+    assert [r["stream"] for r in server.requests] == [False]
