@@ -160,7 +160,12 @@ def request_body(
         body["chat_template_kwargs"] = {"enable_thinking": settings.enable_thinking}
     if tools:
         body["tools"] = list(tools)
-        body["tool_choice"] = tool_choice_wire(settings.tool_choice)
+        choice = settings.tool_choice
+        if choice == "required" and len(tools) == 1:
+            # the same demand in the form every tool-calling server takes (llama-cpp-python answers HTTP 500 to
+            # "required", and older vLLM releases refuse it)
+            choice = str((tools[0].get("function") or {}).get("name") or choice)
+        body["tool_choice"] = tool_choice_wire(choice)
     if extra_body:
         body.update(extra_body)
     return body
