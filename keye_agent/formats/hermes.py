@@ -37,7 +37,7 @@ from keye_agent.formats._hermes_tags import (
 from keye_agent.formats._lenient_json import MAX_LENIENT_CHARS, decode_values
 
 __all__ = [
-    "CALL_CLOSE", "CALL_OPEN", "HERMES", "MAX_JSON_WHITESPACE", "MAX_LENIENT_CHARS", "MAX_OUTPUT_CHARS",
+    "CALL_CLOSE", "CALL_OPEN", "CALL_SUFFIX", "HERMES", "MAX_JSON_WHITESPACE", "MAX_LENIENT_CHARS", "MAX_OUTPUT_CHARS",
     "RESPONSE_CLOSE", "RESPONSE_OPEN", "THINK_CLOSE", "THINK_OPEN", "Call", "HermesFormat", "Parsed",
     "StreamSplitter", "call_prefix", "coerce_arguments", "decode_values", "function_of", "parse", "plain_chat",
     "render_call", "render_response", "structural_tag", "tools_block",

@@ -55,7 +55,7 @@ def hf_tokenizer():
     return AutoTokenizer.from_pretrained(ensure_demo_model(quiet=True))
 
 
-TEXT = ("Grüße aus Köln 🌤 und 東京. <think>plan</think>Here is the answer: 42.\n"
+TEXT = ("<think>plan</think>Grüße aus Köln 🌤 und 東京. Here is the answer: 42.\n"
         '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call> and then STOP here, never streamed.')
 
 
