@@ -1,7 +1,8 @@
-"""The decode engine of the Keye backend: one KV cache that remembers which tokens it holds, so a new prompt
-prefills only what follows its longest common prefix with the last one, and a decode loop with optional grammar
-masking. With ``decode_graph`` the one-token steps run through ``model.graph.DecodeGraph`` (a CUDA graph on CUDA,
-the same fixed-shape step eagerly elsewhere); the prefill keeps the regular forward.
+"""The KV cache of the Keye backend: one static cache that remembers which tokens it holds, so a new prompt
+prefills only what follows its longest common prefix with the last one. It is the ``model.generate.TokenStep`` the
+one decode loop (``model.generate.decode_tokens``) runs; with ``decode_graph`` its one-token steps go through
+``model.graph.DecodeGraph`` (a CUDA graph on CUDA, the same fixed-shape step eagerly elsewhere), the prefill keeps
+the regular forward.
 
 Pure torch and ``keye_agent.model``: no pydantic here, so benchmarks can drive it on a bare GPU machine.
 """
@@ -9,19 +10,17 @@ Pure torch and ``keye_agent.model``: no pydantic here, so benchmarks can drive i
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
 from keye_agent.model.cache import StaticCache
+from keye_agent.model.generate import DecodeResult, TokenMask, decode_tokens, run_decode
 from keye_agent.model.graph import DecodeGraph
 from keye_agent.model.model import KeyeForCausalLM
-from keye_agent.model.sampling import SamplingParams, sample_next
+from keye_agent.model.sampling import SamplingParams
 
-__all__ = ["DecodeResult", "PrefixCache", "common_prefix", "decode"]
+__all__ = ["DecodeResult", "PrefixCache", "TokenMask", "common_prefix", "decode"]
 
 _MIN_CAPACITY = 1024  # first allocation, in tokens; the cache doubles from there up to the context window
 
@@ -146,6 +145,14 @@ class PrefixCache:
         self.ids.extend(ids)
         return logits
 
+    def prefill(self, ids: Sequence[int]) -> torch.Tensor:
+        """The prompt's ids not held yet (``model.generate.TokenStep``)."""
+        return self.forward(ids)
+
+    def step(self, token_id: int) -> torch.Tensor:
+        """One generated token (``model.generate.TokenStep``): through the decode graph when it is on."""
+        return self.forward((token_id,))
+
     def _graph(self) -> DecodeGraph:
         """The decode graph of the current cache and sparse mode (built now if missing)."""
         assert self.cache is not None
@@ -166,36 +173,6 @@ class PrefixCache:
         self.rope_delta = 0
 
 
-class TokenMask(Protocol):
-    """What a grammar decoder offers the loop (see ``backends.constrained.GrammarDecoder``)."""
-
-    def mask(self, logits: torch.Tensor) -> None: ...
-
-    def accept(self, token_id: int) -> None: ...
-
-    @property
-    def terminated(self) -> bool: ...
-
-
-@dataclass
-class DecodeResult:
-    """One generation: the ids generated (stop token excluded), why it ended, and where the time went."""
-
-    token_ids: list[int] = field(default_factory=list)
-    finish_reason: str = "length"
-    """"stop" (an end-of-turn token or the grammar's end), "length" (max_new), or "cancelled"."""
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    """Prompt tokens whose K/V came from the previous call (not prefilled again)."""
-    prefill_s: float = 0.0
-    """Seconds from the start (after any wait for the lock) to the first token: prefill and first sampling."""
-    decode_s: float = 0.0
-
-    @property
-    def prefilled_tokens(self) -> int:
-        return self.prompt_tokens - self.reused_tokens
-
-
 def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: SamplingParams,
            stop_ids: Sequence[int], *, valid_vocab: int, reuse: bool = True, mask: TokenMask | None = None,
            generator: torch.Generator | None = None, cancel: threading.Event | None = None,
@@ -209,41 +186,24 @@ def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: Sampl
     ``prefill(pc)``: runs the whole prompt itself and returns the last logits (a multimodal prompt: no reuse).
     """
     out = DecodeResult(prompt_tokens=len(prompt))
-    t0 = time.perf_counter()
     out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse and prefill is None)
-    stops = set(stop_ids)
-    need_context = sampling.repetition_penalty != 1.0
-    new: list[int] = list(prompt[out.reused_tokens:])
-    for step in range(max_new):
-        if cancel is not None and cancel.is_set():
-            out.finish_reason = "cancelled"
-            break
-        logits = prefill(pc) if prefill is not None and step == 0 else pc.forward(new)
-        if logits.shape[-1] > valid_vocab:
-            logits[valid_vocab:] = float("-inf")
-        if mask is not None:
-            mask.mask(logits)
-        context = None
-        if need_context:
-            context = torch.tensor([list(prompt) + out.token_ids], dtype=torch.long, device=logits.device)
-        token = int(sample_next(logits.view(1, -1), sampling, context, generator).item())
-        if step == 0:
-            out.prefill_s = time.perf_counter() - t0
-        if mask is not None:
-            mask.accept(token)
-        if token in stops:
-            out.finish_reason = "stop"
-            break
-        out.token_ids.append(token)
-        if on_token is not None and on_token(token) is False:
-            out.finish_reason = "stop"
-            break
-        if mask is not None and mask.terminated:
-            out.finish_reason = "stop"
-            break
-        new = [token]
-    out.decode_s = time.perf_counter() - t0 - out.prefill_s
-    return out
+    step = pc if prefill is None else _PrefillWith(pc, prefill)
+    tokens = decode_tokens(step, prompt, prompt[out.reused_tokens:], max_new, sampling, stop_ids, out,
+                           valid_vocab=valid_vocab, mask=mask, generator=generator, cancel=cancel)
+    return run_decode(tokens, out, on_token)
+
+
+class _PrefillWith:
+    """A prefix cache whose prompt is prefilled by a function of its own (a multimodal prompt's embeddings)."""
+
+    def __init__(self, pc: PrefixCache, prefill: Callable[[PrefixCache], torch.Tensor]) -> None:
+        self.pc, self._prefill = pc, prefill
+
+    def prefill(self, ids: Sequence[int]) -> torch.Tensor:
+        return self._prefill(self.pc)
+
+    def step(self, token_id: int) -> torch.Tensor:
+        return self.pc.step(token_id)
 
 
 def seeded_generator(device: torch.device, seed: int | None) -> torch.Generator | None:

@@ -36,21 +36,21 @@ its cache slots). What was changed to fit a budget (frames subsampled, an image 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from keye_agent.errors import ConfigError, ContextWindowError, MediaError
+from keye_agent.errors import ConfigError, MediaError
 from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
 from keye_agent.model.chat_template import render_qwen3
-from keye_agent.model.sampling import SamplingParams
+from keye_agent.model.generate import TokenMask
+from keye_agent.model.tokenizer import IncrementalDecoder
 from keye_agent.model.vision import (
     VideoOptions,
     VisionInput,
@@ -65,25 +65,22 @@ from keye_agent.model.vision import (
 )
 from keye_agent.model.vision.preprocess import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS
 from keye_agent.tools.netguard import NetPolicy
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
+from keye_agent.types import GenerationSettings, Message, TextPart
 
-from ._hermes import StreamSplitter
 from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
+from ._local import Job, LocalBackend
 from ._media import MediaItem, collect_media, fetch_media, message_text, resolve_local
-from .base import StreamingBackend
-from .parsing import parse_tool_calls
 from .specs import check_keye_preset
 
 __all__ = ["KeyeBackend"]
 
-Post = Callable[[tuple[str, Any]], None]
 # tokens at the end of the previous prompt that the next one may render differently and still continue it (an
 # empty think block pre-filled after the assistant header is not re-rendered in the history)
 _CONTINUATION_SLACK = 16
 
 
-class KeyeBackend(StreamingBackend):
+class KeyeBackend(LocalBackend):
     """Keye-VL-2.0 through ``keye_agent.model``. See the module docstring.
 
     ``path_or_preset``: a checkpoint directory (config.json + safetensors, tokenizer.json) or a preset name
@@ -268,91 +265,40 @@ class KeyeBackend(StreamingBackend):
             self._media_counts[key] = max(0, n - 1)
         return self._media_counts[key]
 
-    # ---- generation ------------------------------------------------------------------------------------------
+    # ---- generation (the skeleton is LocalBackend's) ---------------------------------------------------------
 
-    async def astream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
-    ) -> AsyncIterator[StreamChunk]:
-        offered = list(tools or []) if settings.tool_choice != "none" else []
-        prompt = self.render(messages, offered or None, settings)
-        prompt_ids = self.tokenizer.encode(prompt)
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def _detokenizer(self) -> IncrementalDecoder:
+        return self.tokenizer.decoder()
+
+    async def _inputs(self, messages: Sequence[Message]) -> list[MediaItem]:
         media = collect_media(messages)
         if media:
             await fetch_media(media, self.net_policy)
-        if len(prompt_ids) >= self.context_window:
-            raise ContextWindowError(f"{self.name}: the prompt has {len(prompt_ids)} tokens; the context window is "
-                                     f"{self.context_window}")
-        sampling = _sampling(settings)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancel = threading.Event()
+        return media
 
-        def post(item: tuple[str, Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody listens any more
-                cancel.set()
+    def _decode(self, job: Job, mask: TokenMask | None, cancel: threading.Event,
+                on_token: Callable[[int], bool]) -> DecodeResult:
+        prompt_ids, prefill = job.prompt_ids, None
+        if job.extra:
+            mm = self._multimodal_prompt(prompt_ids, job.extra)
+            prompt_ids = mm.input_ids
+            job.notes.extend(mm.notes)
+            self._check_window(len(prompt_ids), "with its images and videos the prompt")
 
-        worker = threading.Thread(target=self._work, name="keye-generate", daemon=True,
-                                  args=(prompt, prompt_ids, offered, settings, sampling, post, cancel, media))
-        worker.start()
-        try:
-            while True:
-                kind, payload = await queue.get()
-                if kind == "error":
-                    raise payload
-                if kind == "done":
-                    yield StreamChunk("done", turn=payload)
-                    return
-                yield StreamChunk(kind, payload)  # type: ignore[arg-type]
-        finally:
-            cancel.set()  # a caller that stops listening (or is cancelled) stops the worker at its next token
-
-    def _work(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]], settings: GenerationSettings,
-              sampling: SamplingParams, post: Post, cancel: threading.Event, media: list[MediaItem] | None = None
-              ) -> None:
-        try:
-            with self._lock, torch.inference_mode():
-                if cancel.is_set():
-                    return
-                turn = self._generate(prompt, prompt_ids, offered, settings, sampling, post, cancel, media)
-            post(("done", turn))
-        except BaseException as e:  # relayed whole (traceback included) to the awaiting caller, which raises it
-            post(("error", e))
-
-    def _generate(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]],
-                  settings: GenerationSettings, sampling: SamplingParams, post: Post,
-                  cancel: threading.Event, media: list[MediaItem] | None = None) -> AssistantTurn:
-        prefill, notes = None, []
-        if media:
-            mm = self._multimodal_prompt(prompt_ids, media)
-            prompt_ids, notes = mm.input_ids, mm.notes
-            if len(prompt_ids) >= self.context_window:
-                raise ContextWindowError(f"{self.name}: with its images and videos the prompt has {len(prompt_ids)} "
-                                         f"tokens; the context window is {self.context_window}")
-
-            def prefill(pc: PrefixCache, mm=mm) -> torch.Tensor:
+            def prefill(pc: PrefixCache, mm: Any = mm) -> torch.Tensor:
                 assert self.vision is not None
                 return pc.prefill_embeds(mm.input_ids, embed_prompt(self.model, self.vision, mm), mm.positions,
                                          mm.rope_delta)
-        mask = None
-        if self.constrained and offered:
-            mask = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=bool(settings.enable_thinking),
-                                        parallel=self.parallel_tool_calls)
-        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
-        max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
-        result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, sampling, self.stop_ids,
-                        valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
-                        cancel=cancel, on_token=text.feed, prefill=prefill)
-        raw = text.finish()
+        max_new = min(job.settings.max_tokens, self.context_window - len(prompt_ids))
+        result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, job.sampling, self.stop_ids,
+                        valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask,
+                        generator=seeded_generator(self.device, job.settings.seed), cancel=cancel,
+                        on_token=on_token, prefill=prefill)
         self.last_result = result
-        parsed = parse_tool_calls(raw, allow_untagged=bool(offered))
-        finish = "tool_calls" if parsed.tool_calls else result.finish_reason
-        return AssistantTurn(
-            text=parsed.text, reasoning=parsed.reasoning, tool_calls=list(parsed.tool_calls),
-            parse_errors=list(parsed.errors), raw=raw, finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(result.token_ids)), notes=notes,
-        )
+        return result
 
     def _vision_inputs(self, media: Sequence[MediaItem]) -> list[VisionInput]:
         """Decode, resize and patch each fetched image or video (model.vision)."""
@@ -399,54 +345,6 @@ class KeyeBackend(StreamingBackend):
         with self._lock:
             for pc in self._caches:
                 pc.reset()
-
-
-class _TextStream:
-    """Token ids to text deltas: multi-byte characters kept whole, stop strings cut, tool-call text hidden from the
-    stream (it reaches the caller as parsed calls), reasoning and text told apart."""
-
-    def __init__(self, tokenizer: KeyeTokenizer, stops: Sequence[str], post: Post, in_reasoning: bool) -> None:
-        self._detok = tokenizer.decoder()
-        self._stops = [s for s in stops if s]
-        self._post = post
-        self._splitter = StreamSplitter(in_reasoning=in_reasoning)
-        self.text = ""
-        self._stopped = False
-
-    def feed(self, token_id: int) -> bool:
-        """Take one id; False once a stop string has been reached (generation should end)."""
-        return self._add(self._detok.feed(token_id))
-
-    def _add(self, delta: str) -> bool:
-        if not delta:
-            return True
-        start = max(0, len(self.text) - max((len(s) for s in self._stops), default=0))
-        self.text += delta
-        hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
-        if hits:
-            cut = min(hits)
-            delta = delta[: max(0, len(delta) - (len(self.text) - cut))]
-            self.text = self.text[:cut]
-            self._stopped = True
-        for kind, piece in self._splitter.feed(delta):
-            self._post((kind, piece))
-        return not self._stopped
-
-    def finish(self) -> str:
-        """Flush what was held back; the whole raw text."""
-        if not self._stopped:
-            self._add(self._detok.flush())
-        for kind, piece in self._splitter.flush():
-            self._post((kind, piece))
-        return self.text
-
-
-def _sampling(settings: GenerationSettings) -> SamplingParams:
-    try:
-        return SamplingParams(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                              repetition_penalty=settings.repetition_penalty, seed=settings.seed)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"generation settings: {e}") from None
 
 
 def _default_device() -> torch.device:

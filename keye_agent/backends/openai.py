@@ -191,8 +191,16 @@ class OpenAIBackend(BaseBackend):
     ) -> AssistantTurn:
         body = self._body(messages, tools, settings, stream=False)
         retrier = self._retrier()
+        seen: set[str] = set()
+
+        async def once() -> dict[str, Any]:
+            try:
+                return await self._post_once(body)
+            except TransientError as e:
+                raise self._unless_repeated(e, seen, body) from None
+
         try:
-            data = await retrier.arun(lambda: self._post_once(body), on_retry=self._log_retry)
+            data = await retrier.arun(once, on_retry=self._log_retry)
         except TransientError as e:
             raise self._final(e, retrier) from None
         choice = data["choices"][0]
@@ -212,6 +220,7 @@ class OpenAIBackend(BaseBackend):
             return
         body = self._body(messages, tools, settings, stream=True)
         retrier = self._retrier()
+        seen: set[str] = set()
         while True:
             builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls,
                               max_tokens=settings.max_tokens)
@@ -237,6 +246,19 @@ class OpenAIBackend(BaseBackend):
                     yield chunk
                 return
             except TransientError as r:
+                if not yielded and not r.status_code and tools and "after 0 event(s)" in str(r.args[0]):
+                    # llama-cpp-python answers a streamed request with tools it cannot stream by 200 and an empty
+                    # stream (the error stays in its log): ask once unstreamed instead of retrying the stream
+                    log.warning("%s; asking again unstreamed, and sending later requests with tools unstreamed",
+                                redact(str(r.args[0])))
+                    turn_chunks = [c async for c in self._unstreamed(messages, tools, settings)]
+                    self._stream_tools = False
+                    for chunk in turn_chunks:
+                        yield chunk
+                    return
+                final = self._unless_repeated(r, seen, body)
+                if isinstance(final, BackendConnectionError):
+                    raise final from None
                 if yielded:
                     raise BackendConnectionError(
                         f"{r.args[0]} (the stream had already delivered {yielded} piece(s); not retried)",
@@ -292,6 +314,22 @@ class OpenAIBackend(BaseBackend):
         note = retrier.outcome() or "after 1 attempt"
         note = f"gave up {note}" if note.startswith("after") else note
         return BackendConnectionError(f"{r.args[0]} ({note})", status_code=r.status_code, hint=r.hint)
+
+    def _unless_repeated(self, e: TransientError, seen: set[str], body: dict[str, Any]) -> Any:
+        """A 500 that comes back word for word is the server failing on this request, not a passing fault: the
+        second one is final. Returns ``e`` when it may be retried, else the final error to raise."""
+        if e.status_code != 500:
+            return e
+        key = str(e.args[0])
+        if key not in seen:
+            seen.add(key)
+            return e
+        hint = "the server failed the same way twice on this request, so retrying will not help"
+        if body.get("tool_choice") == "required":
+            hint += ("; it may not support tool_choice 'required' (llama-cpp-python's chatml-function-calling does "
+                     "not): use 'auto' or the name of one tool")
+        return BackendConnectionError(f"{key} (the same error twice: not retried further)", status_code=500,
+                                      hint=hint)
 
     def _log_retry(self, r: BaseException, wait: float, attempt: int) -> None:
         log.warning("%s; retry %d of %d in %.2f s", redact(str(r.args[0])), attempt, self.max_retries, wait)

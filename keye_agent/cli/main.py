@@ -114,6 +114,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (nothing else on stdout).")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Save the trajectory as JSONL.")] = None,
     yes: YesOpt = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask the model for whole answers, not streams (servers that cannot stream tool calls).")] = False,
     image: Annotated[list[Path] | None, typer.Option("--image", help="Attach an image file to the task (repeatable).")] = None,
     video: Annotated[list[Path] | None, typer.Option("--video", help="Attach a video file to the task (repeatable; sampled at 2 fps).")] = None,
 ) -> None:
@@ -130,7 +131,7 @@ def run(
                                ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
     try:
         backend = build_model(mopts, err)
-        agent = Agent(backend, registry, instructions=system,
+        agent = Agent(backend, registry, instructions=system, stream_deltas=not no_stream,
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                       approve=_approver(out, yes))
         waiting = Waiting(err)
