@@ -116,3 +116,14 @@ def test_round_trip_our_client_to_our_server(store: str, http_server: str, tmp_p
         # served with --allow-mutating: the call runs (and the store answers that there is no such order)
         r = reg.dispatch_sync([ToolCall(id="3", name="remote.cancel_order", arguments={"order_id": "o-404"})])[0]
         assert not r.ok and "o-404" in (r.error or "") and "allow-mutating" not in (r.error or "")
+
+
+def test_readme_mcp_example_runs_as_written() -> None:
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [block] = [b for b in blocks if "add_mcp_server" in b]
+    proc = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "['store.get_store'] s1"
