@@ -14,6 +14,9 @@ if [ -f scripts/setup_docker.sh ]; then
   .venv/bin/python -m keye_agent.sandboxes build
   echo "setup: sandbox image ready in $(( $(date +%s) - t1 )) s"
 fi
+t2=$(date +%s)
+bash scripts/fetch_qwen3_template.sh >/dev/null  # the public template the chat-template tests compare against
+echo "setup: Qwen3 chat template ready in $(( $(date +%s) - t2 )) s"
 export PYTHONUNBUFFERED=1
 # pytest's exit status 5 means "no test selected" (a subset of files was asked for): not a failure
 run_pytest() { local rc=0; .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || rc=$?; [ "$rc" = 5 ] && rc=0; return "$rc"; }

@@ -190,6 +190,24 @@ class Run:
             error=None if end is None else end.message)
         yield RunFinished(self.result)
 
+    def _count_interrupted(self, schemas: list[dict[str, Any]], written: list[str]) -> None:
+        """Usage of a model turn cut off by a cancel or the wall clock: the prompt, and what was streamed so far,
+        counted with the backend's tokenizer (the turn never reported its own)."""
+        rec = self._current
+        if rec is None:
+            return
+        model = self.agent.model
+        text = "".join(written)
+        try:
+            prompt = model.count_tokens(self.conv.messages, schemas or None)
+            completion = model.count_tokens([Message.assistant(text)]) if text else 0
+        except (KeyeAgentError, ValueError, TypeError, AttributeError):
+            return  # a backend that cannot count: the usage stays unknown (0), as before
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+        rec.usage = rec.usage + usage
+        self.usage = self.usage + usage
+        rec.notes.append("interrupted turn: tokens counted from the prompt and the text streamed before the stop")
+
     def _close_current(self, fault: Fault) -> None:
         """Record the fault that ended the run: on the step it interrupted, else on the last record."""
         rec, steps = self._current, self.trajectory.steps
@@ -382,8 +400,13 @@ class Run:
     async def _ask(self, schemas: list[dict[str, Any]], settings: GenerationSettings, n: int) -> AsyncIterator[Any]:
         """The model's answer: deltas as events, then the :class:`AssistantTurn`."""
         model = self.agent.model
+        written: list[str] = []  # what the model streamed so far: an interrupted turn's tokens are counted from it
         if not self.agent.stream_deltas:
-            yield await self._guard(model.agenerate(self.conv.messages, schemas or None, settings))
+            try:
+                yield await self._guard(model.agenerate(self.conv.messages, schemas or None, settings))
+            except (asyncio.CancelledError, _EndRun):
+                self._count_interrupted(schemas, written)
+                raise
             return
         it = model.astream(self.conv.messages, schemas or None, settings).__aiter__()
         try:
@@ -392,9 +415,14 @@ class Run:
                     chunk = await self._guard(it.__anext__())
                 except StopAsyncIteration:
                     break
+                except (asyncio.CancelledError, _EndRun):
+                    self._count_interrupted(schemas, written)
+                    raise
                 if chunk.kind == "text":
+                    written.append(chunk.text)
                     yield TextDelta(n, chunk.text)
                 elif chunk.kind == "reasoning":
+                    written.append(chunk.text)
                     yield ReasoningDelta(n, chunk.text)
                 elif chunk.kind == "done" and chunk.turn is not None:
                     yield chunk.turn

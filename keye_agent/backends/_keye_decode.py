@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -67,17 +68,25 @@ class PrefixCache:
         """Length of the last prompt prepared (its answer follows it in ``ids``)."""
         self.rope_delta = 0
         """Position minus slot of the tokens after a multimodal prompt (vision tokens take fewer positions than
-        slots); non-zero only while the cache holds one, which is then never reused for another prompt."""
+        slots); non-zero only while the cache holds one."""
+        self.media_key: Any = None
+        """Identifies the images and videos of the multimodal prompt held (None: a text prompt). A later prompt
+        continues it only with the same key and a common prefix past its last vision token (``vision_span``)."""
+        self.vision_span = 0
 
-    def prepare(self, prompt: Sequence[int], total: int, reuse: bool = True) -> int:
+    def prepare(self, prompt: Sequence[int], total: int, reuse: bool = True, media_key: Any = None) -> int:
         """Keep the reusable prefix of ``prompt`` (at most len(prompt) - 1 ids: one must run to give logits),
-        make room for ``total`` tokens, and return how many ids were kept."""
+        make room for ``total`` tokens, and return how many ids were kept. ``media_key``: that of the prompt's
+        images and videos (None for text); the held prefix counts only when it holds the same media, whole."""
         if total > self.limit:
             raise ValueError(f"PrefixCache: {total} tokens exceed the cache limit {self.limit}")
-        keep = min(common_prefix(self.ids, prompt), len(prompt) - 1) if reuse and not self.rope_delta else 0
-        self.rope_delta = 0
+        keep = min(common_prefix(self.ids, prompt), len(prompt) - 1) if reuse else 0
         if self.cache is not None and self.model.sparse:
             keep = min(keep, self.cache.index_length)  # index keys missing (written in dense mode) cannot be reused
+        if media_key != self.media_key or (media_key is not None and keep < self.vision_span):
+            keep = 0  # pad ids look alike whatever the image: only the same media, whole, may be reused
+        if keep == 0:
+            self.rope_delta, self.media_key, self.vision_span = 0, None, 0
         self._ensure(total, keep)
         assert self.cache is not None
         self.cache.truncate(keep)
@@ -106,7 +115,7 @@ class PrefixCache:
         self.cache = new
 
     def prefill_embeds(self, ids: Sequence[int], embeds: torch.Tensor, positions: torch.Tensor,
-                       rope_delta: int) -> torch.Tensor:
+                       rope_delta: int, media_key: Any = None, vision_span: int = 0) -> torch.Tensor:
         """Prefill a whole multimodal prompt (the cache emptied by ``prepare(..., reuse=False)``): ``embeds``
         [1, T, hidden], ``positions`` [3, T]; later tokens run at slot + ``rope_delta``. Logits of the last, [V]."""
         assert self.cache is not None and self.cache.length == 0
@@ -119,7 +128,7 @@ class PrefixCache:
             self.reset()
             raise
         self.ids.extend(ids)
-        self.rope_delta = rope_delta
+        self.rope_delta, self.media_key, self.vision_span = rope_delta, media_key, vision_span
         return logits
 
     def forward(self, ids: Sequence[int]) -> torch.Tensor:
@@ -170,23 +179,26 @@ class PrefixCache:
             self.cache.reset()
         self.ids.clear()
         self.prompt_len = 0
-        self.rope_delta = 0
+        self.rope_delta, self.media_key, self.vision_span = 0, None, 0
 
 
 def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: SamplingParams,
            stop_ids: Sequence[int], *, valid_vocab: int, reuse: bool = True, mask: TokenMask | None = None,
            generator: torch.Generator | None = None, cancel: threading.Event | None = None,
            on_token: Callable[[int], bool] | None = None,
-           prefill: Callable[[PrefixCache], torch.Tensor] | None = None) -> DecodeResult:
+           prefill: Callable[[PrefixCache], torch.Tensor] | None = None, media_key: Any = None) -> DecodeResult:
     """Generate up to ``max_new`` ids after ``prompt`` on ``pc`` (call under the backend's lock).
 
     ``valid_vocab``: ids at or past it (padding of the lm_head past the tokenizer) are never sampled. ``mask``
     constrains each step (applied before sampling, fed each sampled id). ``on_token`` sees each generated id
     (stop ids excluded) and returns False to end generation there ("stop"); ``cancel`` ends it as "cancelled".
-    ``prefill(pc)``: runs the whole prompt itself and returns the last logits (a multimodal prompt: no reuse).
+    ``prefill(pc)``: runs the whole prompt itself and returns the last logits (a multimodal prompt, whose media
+    are ``media_key``), unless the cache continues the same media (then only the new tokens run).
     """
     out = DecodeResult(prompt_tokens=len(prompt))
-    out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse and prefill is None)
+    out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse, media_key)
+    if out.reused_tokens:
+        prefill = None
     step = pc if prefill is None else _PrefillWith(pc, prefill)
     tokens = decode_tokens(step, prompt, prompt[out.reused_tokens:], max_new, sampling, stop_ids, out,
                            valid_vocab=valid_vocab, mask=mask, generator=generator, cancel=cancel)

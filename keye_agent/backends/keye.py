@@ -29,8 +29,10 @@ Images and videos (``ImagePart``/``VideoPart`` in any message, a tool's images i
 tower when the model has one (a checkpoint with ``vision_config``, or a preset such as "tiny-vl"): URLs are fetched
 through the network guard, images resized under ``image_max_pixels``, videos sampled at 2 fps under
 ``video_options`` (model.vision.VideoOptions) with their timestamps in the prompt, 3-D MRoPE positions. A prompt
-with media is prefilled whole (no prefix reuse) and decoded step by step without the graph (its positions are not
-its cache slots). What was changed to fit a budget (frames subsampled, an image downscaled) is in the turn's
+with media is prefilled whole; the next steps of the same conversation (same media, prefix kept past the last
+vision token) prefill only their new tokens; decoding runs step by step without the graph (the positions after
+media are not their cache slots). Media are known by their parts (path or data): a file changed on disk under the
+same path is not noticed. What was changed to fit a budget (frames subsampled, an image downscaled) is in the turn's
 ``notes``; unreadable or oversized media raise :class:`~keye_agent.errors.MediaError`.
 """
 
@@ -251,8 +253,9 @@ class KeyeBackend(LocalBackend):
         return text + sum(self._media_tokens(it) for it in collect_media(messages))
 
     def _media_tokens(self, item: MediaItem) -> int:
-        """Tokens an image or video adds beyond its one placeholder: exact for local media (read once and kept),
-        the budget for remote ones (an upper bound: counting them would mean fetching them)."""
+        """Tokens an image or video adds beyond its one placeholder: its pads exactly for local media (read once
+        and kept; a video's timestamp text estimated at 5 tokens a frame), the budget for remote ones (an upper
+        bound: counting them would mean fetching them)."""
         key = item.part
         if key not in self._media_counts:
             item = MediaItem(item.kind, item.part, fps=item.fps)
@@ -281,22 +284,26 @@ class KeyeBackend(LocalBackend):
 
     def _decode(self, job: Job, mask: TokenMask | None, cancel: threading.Event,
                 on_token: Callable[[int], bool]) -> DecodeResult:
-        prompt_ids, prefill = job.prompt_ids, None
+        prompt_ids, prefill, media_key = job.prompt_ids, None, None
         if job.extra:
             mm = self._multimodal_prompt(prompt_ids, job.extra)
             prompt_ids = mm.input_ids
             job.notes.extend(mm.notes)
             self._check_window(len(prompt_ids), "with its images and videos the prompt")
 
+            media_key = (tuple(it.part for it in job.extra), self.video_options, self.image_max_pixels)
+            pads = {mm.tokens.image_pad, mm.tokens.video_pad}
+            span = 1 + max(i for i, t in enumerate(prompt_ids) if t in pads)
+
             def prefill(pc: PrefixCache, mm: Any = mm) -> torch.Tensor:
                 assert self.vision is not None
                 return pc.prefill_embeds(mm.input_ids, embed_prompt(self.model, self.vision, mm), mm.positions,
-                                         mm.rope_delta)
+                                         mm.rope_delta, media_key, span)
         max_new = min(job.settings.max_tokens, self.context_window - len(prompt_ids))
         result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, job.sampling, self.stop_ids,
                         valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask,
                         generator=seeded_generator(self.device, job.settings.seed), cancel=cancel,
-                        on_token=on_token, prefill=prefill)
+                        on_token=on_token, prefill=prefill, media_key=media_key)
         self.last_result = result
         return result
 

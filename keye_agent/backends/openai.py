@@ -36,6 +36,7 @@ from keye_agent.retry import Backoff, Retrier, parse_retry_after
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
+from ._video_frames import has_video, videos_as_frames
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class OpenAIBackend(BaseBackend):
             stream, or cannot stream tool calls). With True, a server that answers a streamed request with tools by
             an error event saying it cannot stream (llama-cpp-python: "Automatic streaming tool choice is not
             supported") gets the same request once more unstreamed, and later requests with tools go unstreamed.
+        video_as_frames: send each local video as its frames (JPEG images at 2 fps, at most 32, each after its
+            time), for servers that take images but not videos; False sends ``video_url`` parts (vLLM, SGLang).
     """
 
     call_format = OPENAI_CALL_FORMAT
@@ -104,8 +107,10 @@ class OpenAIBackend(BaseBackend):
         max_tokens_field: str = "max_tokens",
         parse_text_tool_calls: bool = True,
         stream: bool = True,
+        video_as_frames: bool = True,
     ) -> None:
         self.model = model
+        self.video_as_frames = video_as_frames
         self.name = model
         self.context_window = context_window
         self.timeout = timeout
@@ -280,6 +285,8 @@ class OpenAIBackend(BaseBackend):
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings,
         *, stream: bool,
     ) -> dict[str, Any]:
+        if self.video_as_frames and has_video(messages):
+            messages = videos_as_frames(messages)
         body = request_body(self.model, messages, tools, settings, stream=stream, extra_body=None)
         if self.max_tokens_field != "max_tokens":
             body[self.max_tokens_field] = body.pop("max_tokens")

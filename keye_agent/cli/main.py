@@ -66,13 +66,15 @@ def _stderr() -> Console:
 
 
 def _session(model: str, base_url: str | None, random_weights: bool, constrained: bool | None, tools: ToolOptions,
-             tool_choice: str, err: Console) -> tuple[ModelOptions, Any]:
+             tool_choice: str, err: Console, first_tool_choice: str | None = None) -> tuple[ModelOptions, Any]:
     """Check every option (model spec, tool files, --tool-choice, the Docker engine for --sandbox) before anything
     slow; returns the parsed model options and the tool registry (the caller closes it)."""
     mopts = model_options(model, base_url, random_weights, constrained)
     registry = build_registry(tools)
     try:
         check_tool_choice(tool_choice, registry)
+        if first_tool_choice is not None:
+            check_tool_choice(first_tool_choice, registry, option="--first-tool-choice")
         if tools.sandbox:
             prepare_sandbox(err)
     except BaseException:
@@ -110,6 +112,8 @@ def run(
     system: SystemOpt = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps.")] = 10,
     tool_choice: ToolChoiceOpt = "auto",
+    first_tool_choice: Annotated[str | None, typer.Option(
+        "--first-tool-choice", help="The first step's tool choice (e.g. required: start with a tool call).")] = None,
     max_tokens: MaxTokensOpt = 1024,
     temperature: TempOpt = 0.0,
     seed: SeedOpt = None,
@@ -131,10 +135,11 @@ def run(
     err = _stderr()
     mopts, registry = _session(model, base_url, random_weights, constrained,
                                ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
-                               tool_choice, err)
+                               tool_choice, err, first_tool_choice)
     try:
         backend = build_model(mopts, err)
-        agent = Agent(backend, registry, instructions=system, stream_deltas=not no_stream,
+        agent = Agent(backend, registry, instructions=system, first_tool_choice=first_tool_choice,
+                      stream_deltas=not no_stream,
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                       approve=_approver(out, yes))
         waiting = Waiting(err)

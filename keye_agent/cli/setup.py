@@ -142,16 +142,16 @@ def close_tools(registry: ToolRegistry) -> None:
     registry.close()
 
 
-def check_tool_choice(tool_choice: str, registry: ToolRegistry) -> None:
+def check_tool_choice(tool_choice: str, registry: ToolRegistry, option: str = "--tool-choice") -> None:
     """``--tool-choice`` is auto, required, none, or the name of a tool of the session."""
     if tool_choice in TOOL_CHOICES:
         if tool_choice == "required" and not len(registry):
-            raise ConfigError("--tool-choice required needs tools", hint="add --tools FILE, --sandbox or --search")
+            raise ConfigError(f"{option} required needs tools", hint="add --tools FILE, --sandbox or --search")
         return
     names = [t.name for t in registry]
     if tool_choice not in names:
         known = ", ".join([*TOOL_CHOICES, *names])
-        raise ConfigError(f"--tool-choice {tool_choice!r} is neither auto, required, none nor a tool of this session",
+        raise ConfigError(f"{option} {tool_choice!r} is neither auto, required, none nor a tool of this session",
                           hint=f"choose one of: {known}")
 
 

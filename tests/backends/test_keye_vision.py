@@ -108,6 +108,27 @@ def test_text_after_media_is_not_served_from_the_media_cache(backend):
     assert backend.last_result.token_ids == cold and backend.last_result.reused_tokens == 0
 
 
+def test_next_step_with_the_same_video_reuses_its_prefix(backend, tmp_path):
+    from keye_agent.types import ToolCall
+
+    video = write_video(tmp_path / "r.mp4", 1.5)
+    first = [Message.user([VideoPart(url=str(video)), TextPart(text="Describe it.")])]
+    later = first + [Message.assistant(None, [ToolCall(id="c1", name="scan", arguments={})]),
+                     Message.tool("c1", "scan", "brightness rises at 0.9 s")]
+    backend.reset_cache()
+    backend.generate(first, settings=greedy(3))
+    backend.generate(later, settings=greedy(4))
+    warm = backend.last_result
+    backend.reset_cache()
+    backend.generate(later, settings=greedy(4))
+    cold = backend.last_result
+    assert cold.reused_tokens == 0 and warm.reused_tokens > 3 * 4  # the video's tokens were not run again
+    assert warm.token_ids == cold.token_ids
+    other = write_video(tmp_path / "s.mp4", 1.5, fps=5)  # another video: nothing reused
+    backend.generate([Message.user([VideoPart(url=str(other)), TextPart(text="Describe it.")])], settings=greedy(2))
+    assert backend.last_result.reused_tokens == 0
+
+
 def test_subsampled_video_is_noted_in_the_turn(backend, tmp_path):
     video = write_video(tmp_path / "long.mp4", 4.0)  # 8 frames at 2 fps; the budget holds 4 * 64 / 4 = 64 frames
     b = backend
