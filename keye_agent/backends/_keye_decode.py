@@ -10,6 +10,7 @@ Pure torch and ``keye_agent.model``: no pydantic here, so benchmarks can drive i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -196,12 +197,14 @@ def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: Sampl
     are ``media_key``), unless the cache continues the same media (then only the new tokens run).
     """
     out = DecodeResult(prompt_tokens=len(prompt))
+    started = time.perf_counter()
     out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse, media_key)
     if out.reused_tokens:
         prefill = None
     step = pc if prefill is None else _PrefillWith(pc, prefill)
     tokens = decode_tokens(step, prompt, prompt[out.reused_tokens:], max_new, sampling, stop_ids, out,
-                           valid_vocab=valid_vocab, mask=mask, generator=generator, cancel=cancel)
+                           valid_vocab=valid_vocab, mask=mask, generator=generator, cancel=cancel,
+                           started=started)
     return run_decode(tokens, out, on_token)
 
 

@@ -13,10 +13,11 @@ tool's schema, by construction (see :mod:`keye_agent.backends.constrained`).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,21 @@ _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|
 _INVENTED_RESULT = (RESPONSE_OPEN, RESPONSE_CLOSE)
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' own progress bars ("Loading weights") while a model loads: a library call prints
+    nothing; the CLI shows its own spinner."""
+    from transformers.utils import logging as tf_logging
+
+    was = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tf_logging.enable_progress_bar()
+
+
 def _load(path: Path, device: str, dtype: torch.dtype | None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,8 +68,9 @@ def _load(path: Path, device: str, dtype: torch.dtype | None) -> tuple[Any, Any]
     else:
         raise ConfigError(f"model not found: {path}", hint="give a checkpoint directory or a .gguf file")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src, **kw)
-        model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype or torch.float32, **kw)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(src, **kw)
+            model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype or torch.float32, **kw)
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"transformers could not load {path}: {e}",
                           hint="GGUF needs the gguf and accelerate packages (pip install 'keye-agent[model]')") from e

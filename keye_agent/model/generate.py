@@ -79,16 +79,17 @@ GenerationOutput = DecodeResult
 def decode_tokens(step: TokenStep, prompt: Sequence[int], new: Sequence[int], max_new: int,
                   sampling: SamplingParams, stop_ids: Sequence[int], out: DecodeResult, *,
                   valid_vocab: int | None = None, mask: TokenMask | None = None,
-                  generator: torch.Generator | None = None,
-                  cancel: threading.Event | None = None) -> Iterator[int]:
+                  generator: torch.Generator | None = None, cancel: threading.Event | None = None,
+                  started: float | None = None) -> Iterator[int]:
     """Yield up to ``max_new`` ids after ``prompt``, recording them (and why generation ended) in ``out``.
 
     ``new``: the ids of ``prompt`` the step does not hold yet (prefilled first). ``valid_vocab``: ids at or past it
     (lm_head padding past the tokenizer) are never sampled. ``mask`` constrains each step (applied before sampling,
     fed each sampled id); a terminated mask ends generation as "stop", so does a stop id (not yielded); ``cancel``
-    ends it as "cancelled". A caller that stops iterating sets ``out.finish_reason`` itself.
+    ends it as "cancelled". A caller that stops iterating sets ``out.finish_reason`` itself. ``started``: the
+    ``time.perf_counter()`` that ``out.prefill_s`` counts from (default: now), for a caller that prepared a cache.
     """
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if started is None else started
     stops = set(stop_ids)
     context: torch.Tensor | None = None  # prompt + generated ids, for the repetition penalty
     n_prompt = len(prompt)
