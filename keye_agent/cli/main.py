@@ -51,6 +51,7 @@ RandomOpt = Annotated[bool, typer.Option("--random-weights", help="Keye presets:
 ToolsOpt = Annotated[list[Path] | None, typer.Option("--tools", "-t", help="A YAML tool registry or a Python file of @tool functions (repeatable).")]
 SandboxOpt = Annotated[bool, typer.Option("--sandbox/--no-sandbox", help="Add the run_code tool (Docker sandbox).")]
 SearchOpt = Annotated[str | None, typer.Option("--search", help="Add web_search and fetch_url: ddgs, searxng:URL or local:PATH.")]
+McpOpt = Annotated[list[str] | None, typer.Option("--mcp", help="Add the tools of an MCP server: [NAME=]URL or [NAME=]'COMMAND ARGS' (repeatable; NAME prefixes its tools).")]
 ConstrainOpt = Annotated[bool | None, typer.Option("--constrained/--unconstrained", help="Local models: hold tool calls to the schemas with xgrammar (default on).", show_default=False)]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="Instructions (system prompt).")]
 ToolChoiceOpt = Annotated[str, typer.Option("--tool-choice", help="auto, required, none, or a tool name.")]
@@ -106,6 +107,7 @@ def run(
     tools: ToolsOpt = None,
     sandbox: SandboxOpt = False,
     search: SearchOpt = None,
+    mcp: McpOpt = None,
     constrained: ConstrainOpt = None,
     system: SystemOpt = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps.")] = 10,
@@ -132,8 +134,8 @@ def run(
     out = Console(stderr=as_json, highlight=False)  # with --json, progress goes to stderr and stdout holds only the JSON
     err = _stderr()
     mopts, registry = _session(model, base_url, random_weights, constrained,
-                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err,
-                               first_tool_choice)
+                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
+                               tool_choice, err, first_tool_choice)
     try:
         backend = build_model(mopts, err)
         agent = Agent(backend, registry, instructions=system, first_tool_choice=first_tool_choice,
@@ -170,6 +172,7 @@ def chat(
     tools: ToolsOpt = None,
     sandbox: SandboxOpt = False,
     search: SearchOpt = None,
+    mcp: McpOpt = None,
     constrained: ConstrainOpt = None,
     system: SystemOpt = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps per message.")] = 10,
@@ -184,7 +187,8 @@ def chat(
 
     err = _stderr()
     mopts, registry = _session(model, base_url, random_weights, constrained,
-                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
+                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
+                               tool_choice, err)
     try:
         repl = Repl(build_model(mopts, err), registry, model_options=mopts, instructions=system, max_steps=max_steps,
                     settings=generation_settings(max_tokens, temperature, tool_choice, seed),
@@ -263,9 +267,10 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, sandbox
+    from . import demo, mcp, sandbox
 
     app.command(name="demo")(demo.demo)
+    app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
     try:
         from . import tau
