@@ -3,7 +3,10 @@
 Baseline: ``re.findall(r"<tool_call>(.*?)</tool_call>")`` + ``json.loads`` per block + one ``<think>`` regex
 (the shape of the hermes parsers in vLLM/SGLang before their robustness fixes), measured in the same run.
 Coverage first: how many hand-written corpus cases (tests/backends/parser_corpus.py) each parser gets exactly
-right; then time per output (p50 / p99 over repeats, warm-up excluded), CPU, one thread.
+right; then time per output (p50 / p99 over repeats, warm-up excluded), CPU, one thread. The last rows are the
+hostile outputs of issue 24 item 10 (repeated unclosed blocks, a trailing comma in a large array, deep Python-literal
+nesting), with the time per 100 KB (target: 50 ms or less). Run it with PYTHONPATH at an older checkout to time the
+code before a change on the same machine.
 
     .venv/bin/python benchmarks/parse_tool_calls.py
 """
@@ -81,20 +84,27 @@ def main() -> None:
     call = '<tool_call>\n{"name": "write_file", "arguments": {"path": "a.py", "content": "' + "x = 1\\n" * 300 + \
            '"}}\n</tool_call>\n'
     long = "Here is the plan.\n" * 50 + call * 20
+    unclosed = ('<tool_call>\n{"name": "f", "arguments": {"a": "x' + "y" * 40 + '"\n') * 800
+    trailing = '<tool_call>{"name": "f", "arguments": {"v": [' + "1, " * 33_000 + "]}}</tool_call>"
+    deep = '<tool_call>{"name": "f", "arguments": ' + "{'a': " * 100_000 + "1" + "}" * 100_000 + "}</tool_call>"
     workloads = {
         "one call + think (150 B)": ([one], 2000),
         "20 calls + prose (45 kB)": ([long], 50),
         f"corpus, {len(CORPUS)} outputs": ([c.output for c in CORPUS], 50),
+        f"800 unclosed blocks ({len(unclosed) // 1000} kB)": ([unclosed], 3),
+        f"trailing comma ({len(trailing) // 1000} kB)": ([trailing], 3),
+        f"100k-deep literal ({len(deep) // 1000} kB)": ([deep], 3),
     }
     print(f"python {platform.python_version()}, {platform.processor() or platform.machine()}, one thread")
     print(f"corpus cases parsed exactly right: parse_tool_calls {ours_ok}/{len(CORPUS)}, "
           f"naive baseline {naive_ok}/{len(CORPUS)}\n")
-    print(f"{'workload':<28}{'ours p50 us':>13}{'ours p99 us':>13}{'naive p50 us':>14}{'naive p99 us':>14}"
-          f"{'p50 ratio':>11}")
+    print(f"{'workload':<32}{'ours p50 us':>13}{'ours p99 us':>13}{'naive p50 us':>14}{'naive p99 us':>14}"
+          f"{'p50 ratio':>11}{'ours ms/100kB':>15}")
     for name, (inputs, repeats) in workloads.items():
         o50, o99 = timing_us(parse_tool_calls, inputs, repeats)
         n50, n99 = timing_us(naive_parse, inputs, repeats)
-        print(f"{name:<28}{o50:>13.1f}{o99:>13.1f}{n50:>14.1f}{n99:>14.1f}{o50 / n50:>10.2f}x")
+        per_100k = o50 / 1000 / (sum(map(len, inputs)) / len(inputs) / 100_000)
+        print(f"{name:<32}{o50:>13.1f}{o99:>13.1f}{n50:>14.1f}{n99:>14.1f}{o50 / n50:>10.2f}x{per_100k:>15.1f}")
 
 
 if __name__ == "__main__":

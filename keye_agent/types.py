@@ -206,6 +206,8 @@ class AssistantTurn(BaseModel):
     finish_reason: FinishReason = "stop"
     parse_errors: list[str] = Field(default_factory=list)
     raw: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    """What the backend changed in the input to fit its budgets (a video's frames subsampled, an image downscaled)."""
 
 
 ToolChoice = Literal["auto", "required", "none"] | str

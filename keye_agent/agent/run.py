@@ -23,6 +23,7 @@ from keye_agent.types import (
     RunStatus,
     StepKind,
     StepRecord,
+    TextPart,
     Trajectory,
     Usage,
 )
@@ -189,6 +190,24 @@ class Run:
             error=None if end is None else end.message)
         yield RunFinished(self.result)
 
+    def _count_interrupted(self, schemas: list[dict[str, Any]], written: list[str]) -> None:
+        """Usage of a model turn cut off by a cancel or the wall clock: the prompt, and what was streamed so far,
+        counted with the backend's tokenizer (the turn never reported its own)."""
+        rec = self._current
+        if rec is None:
+            return
+        model = self.agent.model
+        text = "".join(written)
+        try:
+            prompt = model.count_tokens(self.conv.messages, schemas or None)
+            completion = model.count_tokens([Message.assistant(text)]) if text else 0
+        except (KeyeAgentError, ValueError, TypeError, AttributeError):
+            return  # a backend that cannot count: the usage stays unknown (0), as before
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+        rec.usage = rec.usage + usage
+        self.usage = self.usage + usage
+        rec.notes.append("interrupted turn: tokens counted from the prompt and the text streamed before the stop")
+
     def _close_current(self, fault: Fault) -> None:
         """Record the fault that ended the run: on the step it interrupted, else on the last record."""
         rec, steps = self._current, self.trajectory.steps
@@ -236,6 +255,9 @@ class Run:
         rec.turn = turn
         rec.usage = turn.usage
         self.usage = self.usage + turn.usage
+        for note in turn.notes:  # the backend changed the input to fit (a subsampled video): say so, never silently
+            rec.notes.append(note)
+            yield Note(n, note)
 
         malformed = faults.malformed(turn.parse_errors, agent.model) if turn.parse_errors else None
         answer: str | None = None
@@ -293,7 +315,9 @@ class Run:
                 if note:
                     rec.notes.append(f"{call.name}: {note}")
                     yield Note(rec.index, f"{call.name}: {note}")
-                self.conv.append(Message.tool(call.id, call.name, content))
+                # images a tool returned (a sandbox plot) go back to the model beside its text
+                self.conv.append(Message.tool(call.id, call.name, [TextPart(text=content), *res.attachments]
+                                              if res.attachments else content))
             else:
                 key = call_key(call)
                 fault = faults.of_tool(call, res, self.failed_calls.get(key))
@@ -376,8 +400,13 @@ class Run:
     async def _ask(self, schemas: list[dict[str, Any]], settings: GenerationSettings, n: int) -> AsyncIterator[Any]:
         """The model's answer: deltas as events, then the :class:`AssistantTurn`."""
         model = self.agent.model
+        written: list[str] = []  # what the model streamed so far: an interrupted turn's tokens are counted from it
         if not self.agent.stream_deltas:
-            yield await self._guard(model.agenerate(self.conv.messages, schemas or None, settings))
+            try:
+                yield await self._guard(model.agenerate(self.conv.messages, schemas or None, settings))
+            except (asyncio.CancelledError, _EndRun):
+                self._count_interrupted(schemas, written)
+                raise
             return
         it = model.astream(self.conv.messages, schemas or None, settings).__aiter__()
         try:
@@ -386,9 +415,14 @@ class Run:
                     chunk = await self._guard(it.__anext__())
                 except StopAsyncIteration:
                     break
+                except (asyncio.CancelledError, _EndRun):
+                    self._count_interrupted(schemas, written)
+                    raise
                 if chunk.kind == "text":
+                    written.append(chunk.text)
                     yield TextDelta(n, chunk.text)
                 elif chunk.kind == "reasoning":
+                    written.append(chunk.text)
                     yield ReasoningDelta(n, chunk.text)
                 elif chunk.kind == "done" and chunk.turn is not None:
                     yield chunk.turn

@@ -1,7 +1,8 @@
-"""The decode engine of the Keye backend: one KV cache that remembers which tokens it holds, so a new prompt
-prefills only what follows its longest common prefix with the last one, and a decode loop with optional grammar
-masking. With ``decode_graph`` the one-token steps run through ``model.graph.DecodeGraph`` (a CUDA graph on CUDA,
-the same fixed-shape step eagerly elsewhere); the prefill keeps the regular forward.
+"""The KV cache of the Keye backend: one static cache that remembers which tokens it holds, so a new prompt
+prefills only what follows its longest common prefix with the last one. It is the ``model.generate.TokenStep`` the
+one decode loop (``model.generate.decode_tokens``) runs; with ``decode_graph`` its one-token steps go through
+``model.graph.DecodeGraph`` (a CUDA graph on CUDA, the same fixed-shape step eagerly elsewhere), the prefill keeps
+the regular forward.
 
 Pure torch and ``keye_agent.model``: no pydantic here, so benchmarks can drive it on a bare GPU machine.
 """
@@ -11,17 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 import torch
 
 from keye_agent.model.cache import StaticCache
+from keye_agent.model.generate import DecodeResult, TokenMask, decode_tokens, run_decode
 from keye_agent.model.graph import DecodeGraph
 from keye_agent.model.model import KeyeForCausalLM
-from keye_agent.model.sampling import SamplingParams, sample_next
+from keye_agent.model.sampling import SamplingParams
 
-__all__ = ["DecodeResult", "PrefixCache", "common_prefix", "decode"]
+__all__ = ["DecodeResult", "PrefixCache", "TokenMask", "common_prefix", "decode"]
 
 _MIN_CAPACITY = 1024  # first allocation, in tokens; the cache doubles from there up to the context window
 
@@ -66,15 +67,27 @@ class PrefixCache:
         """The token ids whose K/V (and index keys) the cache holds, in order; len(ids) == cache.length."""
         self.prompt_len = 0
         """Length of the last prompt prepared (its answer follows it in ``ids``)."""
+        self.rope_delta = 0
+        """Position minus slot of the tokens after a multimodal prompt (vision tokens take fewer positions than
+        slots); non-zero only while the cache holds one."""
+        self.media_key: Any = None
+        """Identifies the images and videos of the multimodal prompt held (None: a text prompt). A later prompt
+        continues it only with the same key and a common prefix past its last vision token (``vision_span``)."""
+        self.vision_span = 0
 
-    def prepare(self, prompt: Sequence[int], total: int, reuse: bool = True) -> int:
+    def prepare(self, prompt: Sequence[int], total: int, reuse: bool = True, media_key: Any = None) -> int:
         """Keep the reusable prefix of ``prompt`` (at most len(prompt) - 1 ids: one must run to give logits),
-        make room for ``total`` tokens, and return how many ids were kept."""
+        make room for ``total`` tokens, and return how many ids were kept. ``media_key``: that of the prompt's
+        images and videos (None for text); the held prefix counts only when it holds the same media, whole."""
         if total > self.limit:
             raise ValueError(f"PrefixCache: {total} tokens exceed the cache limit {self.limit}")
         keep = min(common_prefix(self.ids, prompt), len(prompt) - 1) if reuse else 0
         if self.cache is not None and self.model.sparse:
             keep = min(keep, self.cache.index_length)  # index keys missing (written in dense mode) cannot be reused
+        if media_key != self.media_key or (media_key is not None and keep < self.vision_span):
+            keep = 0  # pad ids look alike whatever the image: only the same media, whole, may be reused
+        if keep == 0:
+            self.rope_delta, self.media_key, self.vision_span = 0, None, 0
         self._ensure(total, keep)
         assert self.cache is not None
         self.cache.truncate(keep)
@@ -102,13 +115,34 @@ class PrefixCache:
             new.index_length = min(old.index_length, keep)
         self.cache = new
 
+    def prefill_embeds(self, ids: Sequence[int], embeds: torch.Tensor, positions: torch.Tensor,
+                       rope_delta: int, media_key: Any = None, vision_span: int = 0) -> torch.Tensor:
+        """Prefill a whole multimodal prompt (the cache emptied by ``prepare(..., reuse=False)``): ``embeds``
+        [1, T, hidden], ``positions`` [3, T]; later tokens run at slot + ``rope_delta``. Logits of the last, [V]."""
+        assert self.cache is not None and self.cache.length == 0
+        device = self.model.model.embed_tokens.weight.device
+        x = torch.tensor([list(ids)], dtype=torch.long, device=device)
+        try:
+            logits = self.model(x, cache=self.cache, position_ids=positions[:, None].to(device), input_embeds=embeds,
+                                last_only=True)[0, -1]
+        except BaseException:
+            self.reset()
+            raise
+        self.ids.extend(ids)
+        self.rope_delta, self.media_key, self.vision_span = rope_delta, media_key, vision_span
+        return logits
+
     def forward(self, ids: Sequence[int]) -> torch.Tensor:
         """Run ``ids`` after the held tokens; return the logits of the last one, float32 [V]."""
         assert self.cache is not None
         device = self.model.model.embed_tokens.weight.device
         x = torch.tensor([list(ids)], dtype=torch.long, device=device)
         try:
-            if self.decode_graph and len(ids) == 1:
+            if self.rope_delta:  # after a multimodal prompt: positions are not slots, so no fixed-shape graph step
+                start = self.cache.length + self.rope_delta
+                pos = torch.arange(start, start + len(ids), device=device).expand(3, 1, len(ids))
+                logits = self.model(x, cache=self.cache, position_ids=pos, last_only=True)[0, -1]
+            elif self.decode_graph and len(ids) == 1:
                 # The logits live in the graph's output buffer: the caller may mask them in place, the next replay
                 # rewrites the whole buffer.
                 logits = self._graph()(x)[0, -1]
@@ -120,6 +154,14 @@ class PrefixCache:
             raise
         self.ids.extend(ids)
         return logits
+
+    def prefill(self, ids: Sequence[int]) -> torch.Tensor:
+        """The prompt's ids not held yet (``model.generate.TokenStep``)."""
+        return self.forward(ids)
+
+    def step(self, token_id: int) -> torch.Tensor:
+        """One generated token (``model.generate.TokenStep``): through the decode graph when it is on."""
+        return self.forward((token_id,))
 
     def _graph(self) -> DecodeGraph:
         """The decode graph of the current cache and sparse mode (built now if missing)."""
@@ -138,84 +180,45 @@ class PrefixCache:
             self.cache.reset()
         self.ids.clear()
         self.prompt_len = 0
-
-
-class TokenMask(Protocol):
-    """What a grammar decoder offers the loop (see ``backends.constrained.GrammarDecoder``)."""
-
-    def mask(self, logits: torch.Tensor) -> None: ...
-
-    def accept(self, token_id: int) -> None: ...
-
-    @property
-    def terminated(self) -> bool: ...
-
-
-@dataclass
-class DecodeResult:
-    """One generation: the ids generated (stop token excluded), why it ended, and where the time went."""
-
-    token_ids: list[int] = field(default_factory=list)
-    finish_reason: str = "length"
-    """"stop" (an end-of-turn token or the grammar's end), "length" (max_new), or "cancelled"."""
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    """Prompt tokens whose K/V came from the previous call (not prefilled again)."""
-    prefill_s: float = 0.0
-    """Seconds from the start (after any wait for the lock) to the first token: prefill and first sampling."""
-    decode_s: float = 0.0
-
-    @property
-    def prefilled_tokens(self) -> int:
-        return self.prompt_tokens - self.reused_tokens
+        self.rope_delta, self.media_key, self.vision_span = 0, None, 0
 
 
 def decode(pc: PrefixCache, prompt: Sequence[int], max_new: int, sampling: SamplingParams,
            stop_ids: Sequence[int], *, valid_vocab: int, reuse: bool = True, mask: TokenMask | None = None,
            generator: torch.Generator | None = None, cancel: threading.Event | None = None,
-           on_token: Callable[[int], bool] | None = None) -> DecodeResult:
+           on_token: Callable[[int], bool] | None = None,
+           prefill: Callable[[PrefixCache], torch.Tensor] | None = None, media_key: Any = None) -> DecodeResult:
     """Generate up to ``max_new`` ids after ``prompt`` on ``pc`` (call under the backend's lock).
 
     ``valid_vocab``: ids at or past it (padding of the lm_head past the tokenizer) are never sampled. ``mask``
     constrains each step (applied before sampling, fed each sampled id). ``on_token`` sees each generated id
     (stop ids excluded) and returns False to end generation there ("stop"); ``cancel`` ends it as "cancelled".
+    ``prefill(pc)``: runs the whole prompt itself and returns the last logits (a multimodal prompt, whose media
+    are ``media_key``), unless the cache continues the same media (then only the new tokens run).
     """
     out = DecodeResult(prompt_tokens=len(prompt))
-    t0 = time.perf_counter()
-    out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse)
-    stops = set(stop_ids)
-    need_context = sampling.repetition_penalty != 1.0
-    new: list[int] = list(prompt[out.reused_tokens:])
-    for step in range(max_new):
-        if cancel is not None and cancel.is_set():
-            out.finish_reason = "cancelled"
-            break
-        logits = pc.forward(new)
-        if logits.shape[-1] > valid_vocab:
-            logits[valid_vocab:] = float("-inf")
-        if mask is not None:
-            mask.mask(logits)
-        context = None
-        if need_context:
-            context = torch.tensor([list(prompt) + out.token_ids], dtype=torch.long, device=logits.device)
-        token = int(sample_next(logits.view(1, -1), sampling, context, generator).item())
-        if step == 0:
-            out.prefill_s = time.perf_counter() - t0
-        if mask is not None:
-            mask.accept(token)
-        if token in stops:
-            out.finish_reason = "stop"
-            break
-        out.token_ids.append(token)
-        if on_token is not None and on_token(token) is False:
-            out.finish_reason = "stop"
-            break
-        if mask is not None and mask.terminated:
-            out.finish_reason = "stop"
-            break
-        new = [token]
-    out.decode_s = time.perf_counter() - t0 - out.prefill_s
-    return out
+    started = time.perf_counter()
+    out.reused_tokens = pc.prepare(prompt, len(prompt) + max(max_new, 1), reuse, media_key)
+    if out.reused_tokens:
+        prefill = None
+    step = pc if prefill is None else _PrefillWith(pc, prefill)
+    tokens = decode_tokens(step, prompt, prompt[out.reused_tokens:], max_new, sampling, stop_ids, out,
+                           valid_vocab=valid_vocab, mask=mask, generator=generator, cancel=cancel,
+                           started=started)
+    return run_decode(tokens, out, on_token)
+
+
+class _PrefillWith:
+    """A prefix cache whose prompt is prefilled by a function of its own (a multimodal prompt's embeddings)."""
+
+    def __init__(self, pc: PrefixCache, prefill: Callable[[PrefixCache], torch.Tensor]) -> None:
+        self.pc, self._prefill = pc, prefill
+
+    def prefill(self, ids: Sequence[int]) -> torch.Tensor:
+        return self._prefill(self.pc)
+
+    def step(self, token_id: int) -> torch.Tensor:
+        return self.pc.step(token_id)
 
 
 def seeded_generator(device: torch.device, seed: int | None) -> torch.Generator | None:

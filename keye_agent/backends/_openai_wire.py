@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from keye_agent.errors import ModelError
+from keye_agent.formats.hermes import CALL_SUFFIX, StreamSplitter, call_prefix
 from keye_agent.types import (
     AssistantTurn,
     FinishReason,
@@ -26,7 +27,7 @@ from keye_agent.types import (
     VideoPart,
 )
 
-from .parsing import CLOSE, OPEN, THINK_CLOSE, THINK_OPEN, coerce_arguments, parse_tool_calls
+from .parsing import OPEN, THINK_CLOSE, THINK_OPEN, coerce_arguments, parse_tool_calls
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,12 @@ def request_body(
         body["chat_template_kwargs"] = {"enable_thinking": settings.enable_thinking}
     if tools:
         body["tools"] = list(tools)
-        body["tool_choice"] = tool_choice_wire(settings.tool_choice)
+        choice = settings.tool_choice
+        if choice == "required" and len(tools) == 1:
+            # the same demand in the form every tool-calling server takes (llama-cpp-python answers HTTP 500 to
+            # "required", and older vLLM releases refuse it)
+            choice = str((tools[0].get("function") or {}).get("name") or choice)
+        body["tool_choice"] = tool_choice_wire(choice)
     if extra_body:
         body.update(extra_body)
     return body
@@ -288,8 +294,7 @@ class TurnBuilder:
         raw_calls: list[str] = []
         for n, (_, acc) in enumerate(sorted(self.calls.items())):
             label = f"tool call {n + 1} from the server ({acc.name or 'no name'!r}, id {acc.id or '?'})"
-            raw_calls.append(f'{OPEN}\n{{"name": {json.dumps(acc.name)}, "arguments": '
-                             f"{acc.arguments or json.dumps(acc.args_obj or {})}}}\n{CLOSE}")
+            raw_calls.append(call_prefix(acc.name) + (acc.arguments or json.dumps(acc.args_obj or {})) + CALL_SUFFIX)
             if not acc.name:
                 errors.append(f"{label}: the call has no function name")
                 continue
@@ -323,58 +328,10 @@ class TurnBuilder:
                              finish_reason=finish, parse_errors=errors, raw=raw or None)
 
 
-class DeltaRouter:
+def DeltaRouter() -> StreamSplitter:  # noqa: N802 (the name of the class it replaced)
     """Routes streamed content deltas from servers that leave the Qwen markup in the text: a leading
     ``<think>...</think>`` goes out as reasoning, and nothing from the first ``<tool_call>`` on is shown as text
-    (the final turn carries the parsed calls). Holds back a partial tag split across deltas."""
-
-    _TAGS = (THINK_OPEN, THINK_CLOSE, OPEN)
-
-    def __init__(self) -> None:
-        self._buf = ""
-        self._state = "start"  # start -> think -> text -> calls
-
-    def feed(self, piece: str) -> list[tuple[str, str]]:
-        self._buf += piece
-        out: list[tuple[str, str]] = []
-        while self._buf:
-            if self._state == "start":
-                stripped = self._buf.lstrip()
-                if stripped.startswith(THINK_OPEN):
-                    self._buf, self._state = stripped[len(THINK_OPEN):], "think"
-                elif stripped and not THINK_OPEN.startswith(stripped[: len(THINK_OPEN)]):
-                    self._state = "text"
-                else:
-                    break
-            elif self._state == "calls":
-                self._buf = ""
-            else:
-                tag = THINK_CLOSE if self._state == "think" else OPEN
-                kind = "reasoning" if self._state == "think" else "text"
-                at = self._buf.find(tag)
-                if at >= 0:
-                    if self._buf[:at]:
-                        out.append((kind, self._buf[:at]))
-                    self._buf = self._buf[at + len(tag):]
-                    self._state = "text" if self._state == "think" else "calls"
-                    continue
-                keep = _partial_suffix(self._buf, tag)
-                if len(self._buf) > keep:
-                    out.append((kind, self._buf[: len(self._buf) - keep]))
-                    self._buf = self._buf[len(self._buf) - keep:]
-                break
-        return out
-
-    def flush(self) -> list[tuple[str, str]]:
-        rest, self._buf = self._buf, ""
-        if not rest or self._state == "calls":
-            return []
-        return [("reasoning" if self._state == "think" else "text", rest)]
+    (the final turn carries the parsed calls); the Hermes format's splitter, holding back partial tags."""
+    return StreamSplitter(text_after_calls=False)
 
 
-def _partial_suffix(buf: str, tag: str) -> int:
-    """Length of the longest suffix of ``buf`` that could be the start of ``tag``."""
-    for k in range(min(len(tag) - 1, len(buf)), 0, -1):
-        if tag.startswith(buf[-k:]):
-            return k
-    return 0

@@ -1,8 +1,9 @@
 """Grammar-constrained tool calls with xgrammar structural tags, for any tokenizer and any torch model.
 
 The model answers in the Hermes/Qwen3 format (``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``).
-A structural tag holds everything between ``<tool_call>`` and ``</tool_call>`` to the JSON Schema of a registered
-tool, so each call the model emits parses and validates by construction. ``tool_choice`` picks the shape:
+A structural tag (built by :func:`keye_agent.formats.hermes.structural_tag`) holds everything between
+``<tool_call>`` and ``</tool_call>`` to the JSON Schema of a registered tool, so each call the model emits parses
+and validates by construction. ``tool_choice`` picks the shape:
 
 - ``"auto"``: free text, and any number of calls; a call starts only when the model writes ``<tool_call>``.
 - ``"required"``: one or more calls and nothing else, from the first token (an optional ``<think>`` block first
@@ -31,83 +32,32 @@ from typing import Any
 
 import torch
 import xgrammar as xgr
-from xgrammar.structural_tag import (
-    AnyTextFormat,
-    JSONSchemaFormat,
-    OptionalFormat,
-    SequenceFormat,
-    StructuralTag,
-    TagFormat,
-    TagsWithSeparatorFormat,
-    TriggeredTagsFormat,
-)
+from xgrammar.structural_tag import StructuralTag
 
 from keye_agent.errors import ConfigError, ModelOutputError
+from keye_agent.formats.hermes import (
+    CALL_CLOSE,
+    CALL_OPEN,
+    MAX_JSON_WHITESPACE,
+    THINK_CLOSE,
+    THINK_OPEN,
+    function_of,
+    structural_tag,
+)
 
-CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-# at most one whitespace character between JSON tokens: single-line JSON as Qwen3 writes it; pretty-printing and
-# runs of newlines would only spend the token budget (small models otherwise fill max_tokens with them)
-MAX_JSON_WHITESPACE = 1
-
-
-def _function(schema: dict[str, Any]) -> dict[str, Any]:
-    """The ``function`` part of an OpenAI tool schema (or the schema itself when it is already bare)."""
-    fn = schema.get("function", schema)
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise ConfigError(f"not an OpenAI function schema (no function name): {json.dumps(schema)[:120]}")
-    return fn
-
-
-def _call_tag(fn: dict[str, Any]) -> TagFormat:
-    # the name is part of the fixed text, so only registered names can be written
-    begin = CALL_OPEN + "\n" + '{"name": ' + json.dumps(fn["name"]) + ', "arguments": '
-    params = fn.get("parameters") or {"type": "object", "properties": {}}
-    return TagFormat(
-        begin=begin,
-        content=JSONSchemaFormat(json_schema=params, max_whitespace_cnt=MAX_JSON_WHITESPACE),
-        end="}\n" + CALL_CLOSE,
-    )
+__all__ = ["CALL_CLOSE", "CALL_OPEN", "MAX_JSON_WHITESPACE", "THINK_CLOSE", "THINK_OPEN", "GrammarDecoder",
+           "ToolCallGrammar", "tool_call_structural_tag"]
 
 
 def tool_call_structural_tag(
     tools: Sequence[dict[str, Any]] | None, tool_choice: str = "auto", *, allow_reasoning: bool = False,
     parallel: bool = True,
 ) -> StructuralTag | None:
-    """The structural tag for ``tools`` (OpenAI format) under ``tool_choice``; None when nothing is constrained.
-    ``parallel=False`` ends the turn after the first call (OpenAI's ``parallel_tool_calls``): small models
-    otherwise tend to repeat the same call until ``max_tokens``.
-
-    Raises :class:`ConfigError` for a ``tool_choice`` naming no offered tool, or ``"required"`` with no tools.
-    """
-    fns = [_function(t) for t in tools or ()]
-    if tool_choice == "none":
-        return None
-    if not fns:
-        if tool_choice == "auto":
-            return None
-        raise ConfigError(f"tool_choice is {tool_choice!r} but no tools were offered",
-                          hint="register a tool, or use tool_choice 'auto' or 'none'")
-    if tool_choice == "auto":
-        return StructuralTag(format=TriggeredTagsFormat(triggers=[CALL_OPEN], tags=[_call_tag(f) for f in fns],
-                                                        stop_after_first=not parallel))
-    if tool_choice == "required":
-        calls = TagsWithSeparatorFormat(tags=[_call_tag(f) for f in fns], separator="\n", at_least_one=True,
-                                        stop_after_first=not parallel)
-    else:
-        named = [f for f in fns if f["name"] == tool_choice]
-        if not named:
-            raise ConfigError(
-                f"tool_choice names {tool_choice!r}, which is not among the offered tools "
-                f"({', '.join(f['name'] for f in fns)})",
-                hint="use 'auto', 'required', 'none' or the name of an offered tool",
-            )
-        calls = TagsWithSeparatorFormat(tags=[_call_tag(named[0])], separator="\n", at_least_one=True,
-                                        stop_after_first=True)
-    if not allow_reasoning:
-        return StructuralTag(format=calls)
-    think = OptionalFormat(content=TagFormat(begin=THINK_OPEN, content=AnyTextFormat(), end=THINK_CLOSE + "\n\n"))
-    return StructuralTag(format=SequenceFormat(elements=[think, calls]))
+    """The xgrammar structural tag of :func:`keye_agent.formats.hermes.structural_tag` (which documents the
+    shapes of ``tool_choice``); None when nothing is constrained. Raises :class:`ConfigError` for a
+    ``tool_choice`` naming no offered tool, or ``"required"`` with no tools."""
+    spec = structural_tag(tools, tool_choice, allow_reasoning=allow_reasoning, parallel=parallel)
+    return None if spec is None else StructuralTag.model_validate(spec)
 
 
 class GrammarDecoder:
@@ -201,7 +151,7 @@ class ToolCallGrammar:
         try:
             compiled = self._compiler.compile_structural_tag(tag)
         except (RuntimeError, ValueError) as e:
-            names = ", ".join(_function(t)["name"] for t in tools or ())
+            names = ", ".join(function_of(t)["name"] for t in tools or ())
             raise ConfigError(
                 f"xgrammar cannot compile the tool schemas ({names}) into a grammar: {e}",
                 hint="simplify the schema (xgrammar supports most of JSON Schema), or turn constrained decoding off",

@@ -25,43 +25,64 @@ What it does:
   mixed in the cache; generation runs in a worker thread, so the event loop stays free while the model works;
 - ``count_tokens`` is exact: the real tokenizer over the rendered turns.
 
-Images and videos are refused with a clear error until the vision tower is wired in.
+Images and videos (``ImagePart``/``VideoPart`` in any message, a tool's images included) go through the vision
+tower when the model has one (a checkpoint with ``vision_config``, or a preset such as "tiny-vl"): URLs are fetched
+through the network guard, images resized under ``image_max_pixels``, videos sampled at 2 fps under
+``video_options`` (model.vision.VideoOptions) with their timestamps in the prompt, 3-D MRoPE positions. A prompt
+with media is prefilled whole; the next steps of the same conversation (same media, prefix kept past the last
+vision token) prefill only their new tokens; decoding runs step by step without the graph (the positions after
+media are not their cache slots). Media are known by their parts (path or data): a file changed on disk under the
+same path is not noticed. What was changed to fit a budget (frames subsampled, an image downscaled) is in the turn's
+``notes``; unreadable or oversized media raise :class:`~keye_agent.errors.MediaError`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import os
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from keye_agent.errors import ConfigError, ContextWindowError
+from keye_agent.errors import ConfigError, MediaError
 from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
 from keye_agent.model.chat_template import render_qwen3
-from keye_agent.model.sampling import SamplingParams
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, TextPart, Usage
+from keye_agent.model.generate import TokenMask
+from keye_agent.model.tokenizer import IncrementalDecoder
+from keye_agent.model.vision import (
+    VideoOptions,
+    VisionInput,
+    VisionTokens,
+    VisionTower,
+    build_prompt,
+    build_tower,
+    embed_prompt,
+    image_input,
+    tower_config,
+    video_input,
+)
+from keye_agent.model.vision.preprocess import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS
+from keye_agent.tools.netguard import NetPolicy
+from keye_agent.types import GenerationSettings, Message, TextPart
 
-from ._hermes import StreamSplitter
 from ._keye_decode import DecodeResult, PrefixCache, common_prefix, decode, seeded_generator
 from ._keye_tokenizer import plumbing_tokenizer, tool_call_grammar
-from .base import StreamingBackend
-from .parsing import parse_tool_calls
+from ._local import Job, LocalBackend
+from ._media import MediaItem, collect_media, fetch_media, message_text, resolve_local
 from .specs import check_keye_preset
 
 __all__ = ["KeyeBackend"]
 
-Post = Callable[[tuple[str, Any]], None]
 # tokens at the end of the previous prompt that the next one may render differently and still continue it (an
 # empty think block pre-filled after the assistant header is not re-rendered in the history)
 _CONTINUATION_SLACK = 16
 
 
-class KeyeBackend(StreamingBackend):
+class KeyeBackend(LocalBackend):
     """Keye-VL-2.0 through ``keye_agent.model``. See the module docstring.
 
     ``path_or_preset``: a checkpoint directory (config.json + safetensors, tokenizer.json) or a preset name
@@ -82,6 +103,9 @@ class KeyeBackend(StreamingBackend):
     ``constrained``: hold tool calls to the offered schemas with xgrammar (default on); ``parallel_tool_calls=False``
     ends a constrained turn after its first call. ``seed``: of the random weights. ``threads``: torch CPU threads.
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
+    ``vision``: a built VisionTower (else the checkpoint's or the preset's; ``load_vision=False`` skips it).
+    ``video_options``, ``image_max_pixels``: the budgets of videos and images. ``net_policy``: where media URLs may be
+    fetched from (default: public addresses only).
     """
 
     def __init__(
@@ -103,6 +127,11 @@ class KeyeBackend(StreamingBackend):
         decode_graph: bool | None = None,
         name: str | None = None,
         threads: int | None = None,
+        vision: VisionTower | None = None,
+        load_vision: bool = True,
+        video_options: VideoOptions | None = None,
+        image_max_pixels: int = IMAGE_MAX_PIXELS,
+        net_policy: NetPolicy | None = None,
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
@@ -112,7 +141,9 @@ class KeyeBackend(StreamingBackend):
                 raise ConfigError("KeyeBackend needs a checkpoint directory or a preset name (or a built model)",
                                   hint=f"e.g. KeyeBackend('tiny', random_weights=True); presets: {sorted(PRESETS)}")
             dev = torch.device(device) if device is not None else _default_device()
-            model, found, label = _load(path_or_preset, dev, dtype or _default_dtype(dev), random_weights, seed)
+            model, found, label, loaded_vision = _load(path_or_preset, dev, dtype or _default_dtype(dev),
+                                                       random_weights, seed, load_vision)
+            vision = vision or loaded_vision
         else:
             label = str(path_or_preset) if path_or_preset is not None else "model"
         if sparse is not None:
@@ -121,6 +152,11 @@ class KeyeBackend(StreamingBackend):
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         self.model = model
+        self.vision = vision
+        """The vision tower and projector, or None for a text-only model (media then raise ConfigError)."""
+        self.video_options = video_options or VideoOptions()
+        self.image_max_pixels = image_max_pixels
+        self.net_policy = net_policy
         self.config: KeyeConfig = model.config
         self.device = model.model.embed_tokens.weight.device
         self.tokenizer = _tokenizer(tokenizer, found, self.config.vocab_size, label)
@@ -146,6 +182,7 @@ class KeyeBackend(StreamingBackend):
         self._calls = 0
         self._lock = threading.Lock()
         self._grammar: Any = None
+        self._media_counts: dict[Any, int] = {}
         self.last_result: DecodeResult | None = None
         """The last generation's ids, finish reason, reused/prefilled token counts and timings (benchmarks)."""
 
@@ -166,12 +203,13 @@ class KeyeBackend(StreamingBackend):
     def _chat(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i, m in enumerate(messages):
-            if isinstance(m.content, list) and any(not isinstance(p, TextPart) for p in m.content):
-                raise ConfigError(f"{self.name}: messages[{i}] ({m.role}) holds an image or video; the Keye backend "
-                                  "reads text only for now (the vision tower is not wired in yet)",
-                                  hint="describe the image in text, or use an OpenAI-compatible server running "
-                                       "Keye-VL-2.0 (--model openai:NAME)")
-            d: dict[str, Any] = {"role": m.role, "content": m.text}
+            if (self.vision is None and isinstance(m.content, list)
+                    and any(not isinstance(p, TextPart) for p in m.content)):
+                raise ConfigError(f"{self.name}: messages[{i}] ({m.role}) holds an image or video, and this model has "
+                                  "no vision tower (its config.json has no vision_config)",
+                                  hint="load a Keye-VL checkpoint with its visual.* weights, use the 'tiny-vl' preset "
+                                       "for plumbing, or describe the image in text")
+            d: dict[str, Any] = {"role": m.role, "content": message_text(m)}
             if m.tool_calls:
                 d["tool_calls"] = [{"id": c.id, "type": "function",
                                     "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
@@ -211,77 +249,89 @@ class KeyeBackend(StreamingBackend):
             probe = [{"role": "user", "content": ""}]
             return (len(self.tokenizer.encode(self._render_part(probe, tool_list)))
                     - len(self.tokenizer.encode(self._render_part(probe, None))))
-        return len(self.tokenizer.encode(self._render_part(self._chat(messages), tool_list)))
+        text = len(self.tokenizer.encode(self._render_part(self._chat(messages), tool_list)))
+        return text + sum(self._media_tokens(it) for it in collect_media(messages))
 
-    # ---- generation ------------------------------------------------------------------------------------------
+    def _media_tokens(self, item: MediaItem) -> int:
+        """Tokens an image or video adds beyond its one placeholder: its pads exactly for local media (read once
+        and kept; a video's timestamp text estimated at 5 tokens a frame), the budget for remote ones (an upper
+        bound: counting them would mean fetching them)."""
+        key = item.part
+        if key not in self._media_counts:
+            item = MediaItem(item.kind, item.part, fps=item.fps)
+            if not resolve_local(item):
+                n = (self.video_options.max_total_tokens if item.kind == "video"
+                     else self.image_max_pixels // (28 * 28))
+            else:
+                inp = self._vision_inputs([item])[0]
+                n = inp.num_tokens + (len(inp.grids) * 5 if inp.kind == "video" else 0)
+            self._media_counts[key] = max(0, n - 1)
+        return self._media_counts[key]
 
-    async def astream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
-    ) -> AsyncIterator[StreamChunk]:
-        offered = list(tools or []) if settings.tool_choice != "none" else []
-        prompt = self.render(messages, offered or None, settings)
-        prompt_ids = self.tokenizer.encode(prompt)
-        if len(prompt_ids) >= self.context_window:
-            raise ContextWindowError(f"{self.name}: the prompt has {len(prompt_ids)} tokens; the context window is "
-                                     f"{self.context_window}")
-        sampling = _sampling(settings)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancel = threading.Event()
+    # ---- generation (the skeleton is LocalBackend's) ---------------------------------------------------------
 
-        def post(item: tuple[str, Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody listens any more
-                cancel.set()
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
 
-        worker = threading.Thread(target=self._work, name="keye-generate", daemon=True,
-                                  args=(prompt, prompt_ids, offered, settings, sampling, post, cancel))
-        worker.start()
-        try:
-            while True:
-                kind, payload = await queue.get()
-                if kind == "error":
-                    raise payload
-                if kind == "done":
-                    yield StreamChunk("done", turn=payload)
-                    return
-                yield StreamChunk(kind, payload)  # type: ignore[arg-type]
-        finally:
-            cancel.set()  # a caller that stops listening (or is cancelled) stops the worker at its next token
+    def _detokenizer(self) -> IncrementalDecoder:
+        return self.tokenizer.decoder()
 
-    def _work(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]], settings: GenerationSettings,
-              sampling: SamplingParams, post: Post, cancel: threading.Event) -> None:
-        try:
-            with self._lock, torch.inference_mode():
-                if cancel.is_set():
-                    return
-                turn = self._generate(prompt, prompt_ids, offered, settings, sampling, post, cancel)
-            post(("done", turn))
-        except BaseException as e:  # relayed whole (traceback included) to the awaiting caller, which raises it
-            post(("error", e))
+    async def _inputs(self, messages: Sequence[Message]) -> list[MediaItem]:
+        media = collect_media(messages)
+        if media:
+            await fetch_media(media, self.net_policy)
+        return media
 
-    def _generate(self, prompt: str, prompt_ids: list[int], offered: list[dict[str, Any]],
-                  settings: GenerationSettings, sampling: SamplingParams, post: Post,
-                  cancel: threading.Event) -> AssistantTurn:
-        mask = None
-        if self.constrained and offered:
-            mask = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=bool(settings.enable_thinking),
-                                        parallel=self.parallel_tool_calls)
-        text = _TextStream(self.tokenizer, settings.stop, post, in_reasoning=prompt.rstrip().endswith("<think>"))
-        max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
-        result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, sampling, self.stop_ids,
-                        valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask, generator=seeded_generator(self.device, settings.seed),
-                        cancel=cancel, on_token=text.feed)
-        raw = text.finish()
+    def _decode(self, job: Job, mask: TokenMask | None, cancel: threading.Event,
+                on_token: Callable[[int], bool]) -> DecodeResult:
+        prompt_ids, prefill, media_key = job.prompt_ids, None, None
+        if job.extra:
+            mm = self._multimodal_prompt(prompt_ids, job.extra)
+            prompt_ids = mm.input_ids
+            job.notes.extend(mm.notes)
+            self._check_window(len(prompt_ids), "with its images and videos the prompt")
+
+            media_key = (tuple(it.part for it in job.extra), self.video_options, self.image_max_pixels)
+            pads = {mm.tokens.image_pad, mm.tokens.video_pad}
+            span = 1 + max(i for i, t in enumerate(prompt_ids) if t in pads)
+
+            def prefill(pc: PrefixCache, mm: Any = mm) -> torch.Tensor:
+                assert self.vision is not None
+                return pc.prefill_embeds(mm.input_ids, embed_prompt(self.model, self.vision, mm), mm.positions,
+                                         mm.rope_delta, media_key, span)
+        max_new = min(job.settings.max_tokens, self.context_window - len(prompt_ids))
+        result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, job.sampling, self.stop_ids,
+                        valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask,
+                        generator=seeded_generator(self.device, job.settings.seed), cancel=cancel,
+                        on_token=on_token, prefill=prefill, media_key=media_key)
         self.last_result = result
-        parsed = parse_tool_calls(raw, allow_untagged=bool(offered))
-        finish = "tool_calls" if parsed.tool_calls else result.finish_reason
-        return AssistantTurn(
-            text=parsed.text, reasoning=parsed.reasoning, tool_calls=list(parsed.tool_calls),
-            parse_errors=list(parsed.errors), raw=raw, finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(result.token_ids)),
-        )
+        return result
+
+    def _vision_inputs(self, media: Sequence[MediaItem]) -> list[VisionInput]:
+        """Decode, resize and patch each fetched image or video (model.vision)."""
+        if self.vision is None:
+            raise ConfigError(f"{self.name}: this model has no vision tower for the images and videos given")
+        cfg = self.vision.config
+        out = []
+        for it in media:
+            if it.kind == "image":
+                out.append(image_input(it.source, cfg, IMAGE_MIN_PIXELS, self.image_max_pixels))
+            else:
+                opts = self.video_options
+                if it.fps:
+                    opts = dataclasses.replace(opts, fps=it.fps)
+                out.append(video_input(it.source, cfg, opts))
+        return out
+
+    def _multimodal_prompt(self, prompt_ids: list[int], media: Sequence[MediaItem]) -> Any:
+        tokens = VisionTokens.from_tokenizer(self.tokenizer, self.config)
+        try:
+            return build_prompt(prompt_ids, self._vision_inputs(media), tokens, self.tokenizer.encode,
+                                self.vision.config.spatial_merge_size if self.vision is not None else 2)
+        except MediaError:
+            raise
+        except ValueError as e:  # a placeholder count the template produced differently from the parts
+            raise MediaError(f"{self.name}: {e}") from None
 
     def _pick_cache(self, prompt_ids: list[int]) -> PrefixCache:
         """The slot that continues this conversation (it holds the previous prompt, all but its last few tokens,
@@ -304,54 +354,6 @@ class KeyeBackend(StreamingBackend):
                 pc.reset()
 
 
-class _TextStream:
-    """Token ids to text deltas: multi-byte characters kept whole, stop strings cut, tool-call text hidden from the
-    stream (it reaches the caller as parsed calls), reasoning and text told apart."""
-
-    def __init__(self, tokenizer: KeyeTokenizer, stops: Sequence[str], post: Post, in_reasoning: bool) -> None:
-        self._detok = tokenizer.decoder()
-        self._stops = [s for s in stops if s]
-        self._post = post
-        self._splitter = StreamSplitter(in_reasoning=in_reasoning)
-        self.text = ""
-        self._stopped = False
-
-    def feed(self, token_id: int) -> bool:
-        """Take one id; False once a stop string has been reached (generation should end)."""
-        return self._add(self._detok.feed(token_id))
-
-    def _add(self, delta: str) -> bool:
-        if not delta:
-            return True
-        start = max(0, len(self.text) - max((len(s) for s in self._stops), default=0))
-        self.text += delta
-        hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
-        if hits:
-            cut = min(hits)
-            delta = delta[: max(0, len(delta) - (len(self.text) - cut))]
-            self.text = self.text[:cut]
-            self._stopped = True
-        for kind, piece in self._splitter.feed(delta):
-            self._post((kind, piece))
-        return not self._stopped
-
-    def finish(self) -> str:
-        """Flush what was held back; the whole raw text."""
-        if not self._stopped:
-            self._add(self._detok.flush())
-        for kind, piece in self._splitter.flush():
-            self._post((kind, piece))
-        return self.text
-
-
-def _sampling(settings: GenerationSettings) -> SamplingParams:
-    try:
-        return SamplingParams(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                              repetition_penalty=settings.repetition_penalty, seed=settings.seed)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"generation settings: {e}") from None
-
-
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -360,9 +362,10 @@ def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_weights: bool,
-          seed: int) -> tuple[KeyeForCausalLM, KeyeTokenizer | None, str]:
-    """(model, the checkpoint's tokenizer if any, a label for the name) for a checkpoint directory or a preset."""
+def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_weights: bool, seed: int,
+          load_vision: bool = True) -> tuple[KeyeForCausalLM, KeyeTokenizer | None, str, VisionTower | None]:
+    """(model, the checkpoint's tokenizer if any, a label for the name, the vision tower if any) for a checkpoint
+    directory or a preset."""
     path = Path(spec).expanduser()
     try:
         if path.is_dir():
@@ -372,15 +375,21 @@ def _load(spec: str | Path, device: torch.device, dtype: torch.dtype, random_wei
             if random_weights:  # the config and tokenizer of a checkpoint, without reading its weights
                 model = build_model(KeyeConfig.from_file(path), device, dtype, random_weights=True, seed=seed)
                 tok = KeyeTokenizer.from_dir(path) if (path / "tokenizer.json").is_file() else None
-                return model, tok, path.name
-            # vision tensors stay on disk until the vision tower is wired in: they would only hold device memory
-            loaded = load_checkpoint(path, device, dtype, load_vision=False)
-            return loaded.model, loaded.tokenizer, path.name
+                return model, tok, path.name, _random_tower(model.config, device, dtype, seed, load_vision)
+            loaded = load_checkpoint(path, device, dtype, load_vision=load_vision)
+            return loaded.model, loaded.tokenizer, path.name, loaded.vision
         name = str(spec)
         check_keye_preset(name, random_weights)
-        return build_model(name, device, dtype, random_weights=True, seed=seed), None, name
+        model = build_model(name, device, dtype, random_weights=True, seed=seed)
+        return model, None, name, _random_tower(model.config, device, dtype, seed, load_vision)
     except (ValueError, TypeError) as e:  # the model package raises these, naming the field, tensor and shard
         raise ConfigError(f"cannot load the Keye model from {spec}: {e}") from None
+
+
+def _random_tower(config: KeyeConfig, device: torch.device, dtype: torch.dtype, seed: int,
+                  load_vision: bool) -> VisionTower | None:
+    vcfg = tower_config(config) if load_vision else None
+    return None if vcfg is None else build_tower(vcfg, device, dtype, random_weights=True, seed=seed + 1)
 
 
 def _tokenizer(given: KeyeTokenizer | str | Path | None, found: KeyeTokenizer | None, vocab_size: int,

@@ -36,6 +36,7 @@ from keye_agent.retry import Backoff, Retrier, parse_retry_after
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
+from ._video_frames import has_video, videos_as_frames
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class OpenAIBackend(BaseBackend):
             stream, or cannot stream tool calls). With True, a server that answers a streamed request with tools by
             an error event saying it cannot stream (llama-cpp-python: "Automatic streaming tool choice is not
             supported") gets the same request once more unstreamed, and later requests with tools go unstreamed.
+        video_as_frames: send each local video as its frames (JPEG images at 2 fps, at most 32, each after its
+            time), for servers that take images but not videos; False sends ``video_url`` parts (vLLM, SGLang).
     """
 
     call_format = OPENAI_CALL_FORMAT
@@ -104,8 +107,10 @@ class OpenAIBackend(BaseBackend):
         max_tokens_field: str = "max_tokens",
         parse_text_tool_calls: bool = True,
         stream: bool = True,
+        video_as_frames: bool = True,
     ) -> None:
         self.model = model
+        self.video_as_frames = video_as_frames
         self.name = model
         self.context_window = context_window
         self.timeout = timeout
@@ -186,8 +191,16 @@ class OpenAIBackend(BaseBackend):
     ) -> AssistantTurn:
         body = self._body(messages, tools, settings, stream=False)
         retrier = self._retrier()
+        seen: set[str] = set()
+
+        async def once() -> dict[str, Any]:
+            try:
+                return await self._post_once(body)
+            except TransientError as e:
+                raise self._unless_repeated(e, seen, body) from None
+
         try:
-            data = await retrier.arun(lambda: self._post_once(body), on_retry=self._log_retry)
+            data = await retrier.arun(once, on_retry=self._log_retry)
         except TransientError as e:
             raise self._final(e, retrier) from None
         choice = data["choices"][0]
@@ -207,6 +220,7 @@ class OpenAIBackend(BaseBackend):
             return
         body = self._body(messages, tools, settings, stream=True)
         retrier = self._retrier()
+        seen: set[str] = set()
         while True:
             builder = TurnBuilder(tools_offered=bool(tools), parse_text=self.parse_text_tool_calls,
                               max_tokens=settings.max_tokens)
@@ -232,6 +246,19 @@ class OpenAIBackend(BaseBackend):
                     yield chunk
                 return
             except TransientError as r:
+                if not yielded and not r.status_code and tools and "after 0 event(s)" in str(r.args[0]):
+                    # llama-cpp-python answers a streamed request with tools it cannot stream by 200 and an empty
+                    # stream (the error stays in its log): ask once unstreamed instead of retrying the stream
+                    log.warning("%s; asking again unstreamed, and sending later requests with tools unstreamed",
+                                redact(str(r.args[0])))
+                    turn_chunks = [c async for c in self._unstreamed(messages, tools, settings)]
+                    self._stream_tools = False
+                    for chunk in turn_chunks:
+                        yield chunk
+                    return
+                final = self._unless_repeated(r, seen, body)
+                if isinstance(final, BackendConnectionError):
+                    raise final from None
                 if yielded:
                     raise BackendConnectionError(
                         f"{r.args[0]} (the stream had already delivered {yielded} piece(s); not retried)",
@@ -258,6 +285,8 @@ class OpenAIBackend(BaseBackend):
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings,
         *, stream: bool,
     ) -> dict[str, Any]:
+        if self.video_as_frames and has_video(messages):
+            messages = videos_as_frames(messages)
         body = request_body(self.model, messages, tools, settings, stream=stream, extra_body=None)
         if self.max_tokens_field != "max_tokens":
             body[self.max_tokens_field] = body.pop("max_tokens")
@@ -285,6 +314,22 @@ class OpenAIBackend(BaseBackend):
         note = retrier.outcome() or "after 1 attempt"
         note = f"gave up {note}" if note.startswith("after") else note
         return BackendConnectionError(f"{r.args[0]} ({note})", status_code=r.status_code, hint=r.hint)
+
+    def _unless_repeated(self, e: TransientError, seen: set[str], body: dict[str, Any]) -> Any:
+        """A 500 that comes back word for word is the server failing on this request, not a passing fault: the
+        second one is final. Returns ``e`` when it may be retried, else the final error to raise."""
+        if e.status_code != 500:
+            return e
+        key = str(e.args[0])
+        if key not in seen:
+            seen.add(key)
+            return e
+        hint = "the server failed the same way twice on this request, so retrying will not help"
+        if body.get("tool_choice") == "required":
+            hint += ("; it may not support tool_choice 'required' (llama-cpp-python's chatml-function-calling does "
+                     "not): use 'auto' or the name of one tool")
+        return BackendConnectionError(f"{key} (the same error twice: not retried further)", status_code=500,
+                                      hint=hint)
 
     def _log_retry(self, r: BaseException, wait: float, attempt: int) -> None:
         log.warning("%s; retry %d of %d in %.2f s", redact(str(r.args[0])), attempt, self.max_retries, wait)

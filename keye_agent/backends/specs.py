@@ -16,10 +16,8 @@ a :class:`ModelSpec`; :func:`load_model` builds the backend from it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -145,26 +143,7 @@ def load_model(spec: str | ModelSpec, base_url: str | None = None, random_weight
         return _keye(s, random_weights, kw)
     from keye_agent.backends.transformers import TransformersBackend
 
-    with quiet_transformers():
-        return TransformersBackend(s.path, **kw)
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' own progress bars ("Loading weights") while a model loads: a library call prints
-    nothing; the CLI shows its own spinner."""
-    try:
-        from transformers.utils import logging as tf_logging
-    except ImportError:
-        yield
-        return
-    was = tf_logging.is_progress_bar_enabled()
-    tf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            tf_logging.enable_progress_bar()
+    return TransformersBackend(s.path, **kw)
 
 
 def demo_backend(**kw: Any) -> ModelBackend:
@@ -175,8 +154,7 @@ def demo_backend(**kw: Any) -> ModelBackend:
     from .demo_model import ensure_demo_model
 
     opts: dict[str, Any] = {"constrained": True, "parallel_tool_calls": False, "name": DEMO_NAME, **kw}
-    with quiet_transformers():
-        return TransformersBackend(ensure_demo_model(), **opts)
+    return TransformersBackend(ensure_demo_model(), **opts)
 
 
 def _is_keye_dir(path: Path) -> bool:

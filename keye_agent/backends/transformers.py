@@ -13,27 +13,44 @@ tool's schema, by construction (see :mod:`keye_agent.backends.constrained`).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import inspect
 import shutil
-import time
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from keye_agent.errors import ConfigError
-from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
+from keye_agent.formats.hermes import RESPONSE_CLOSE, RESPONSE_OPEN, THINK_OPEN
+from keye_agent.model.generate import DecodeResult, TokenMask, decode_tokens, run_decode
+from keye_agent.model.tokenizer import IncrementalDecoder
+from keye_agent.types import GenerationSettings, Message
 
-from ._hermes import StreamSplitter, hermes_messages, message_text, native_messages, tools_block
-from .base import StreamingBackend
+from ._hermes import hermes_messages, message_text, native_messages, tools_block
+from ._local import Job, LocalBackend
 from .constrained import GrammarDecoder, ToolCallGrammar
-from .parsing import parse_tool_calls
 
 # names of end-of-turn tokens across common chat formats; those present in the vocabulary stop generation
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
-_INVENTED_RESULT = ("<tool_response>", "</tool_response>")
+_INVENTED_RESULT = (RESPONSE_OPEN, RESPONSE_CLOSE)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' own progress bars ("Loading weights") while a model loads: a library call prints
+    nothing; the CLI shows its own spinner."""
+    from transformers.utils import logging as tf_logging
+
+    was = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tf_logging.enable_progress_bar()
 
 
 def _load(path: Path, device: str, dtype: torch.dtype | None) -> tuple[Any, Any]:
@@ -51,8 +68,9 @@ def _load(path: Path, device: str, dtype: torch.dtype | None) -> tuple[Any, Any]
     else:
         raise ConfigError(f"model not found: {path}", hint="give a checkpoint directory or a .gguf file")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src, **kw)
-        model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype or torch.float32, **kw)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(src, **kw)
+            model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype or torch.float32, **kw)
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(f"transformers could not load {path}: {e}",
                           hint="GGUF needs the gguf and accelerate packages (pip install 'keye-agent[model]')") from e
@@ -79,7 +97,7 @@ def export_gguf_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-class TransformersBackend(StreamingBackend):
+class TransformersBackend(LocalBackend):
     """A local causal LM through transformers. ``path``: a checkpoint directory or a ``.gguf`` file.
 
     ``tool_choice`` has the OpenAI meaning. ``constrained``: hold tool calls to the tools' schemas with xgrammar
@@ -103,6 +121,7 @@ class TransformersBackend(StreamingBackend):
         threads: int | None = None,
         parallel_tool_calls: bool = True,
     ) -> None:
+        super().__init__()
         if threads:
             torch.set_num_threads(threads)
         if model is None or tokenizer is None:
@@ -180,116 +199,62 @@ class TransformersBackend(StreamingBackend):
             total += len(self._encode(tools_block(tools)))
         return total
 
-    # ---- generation ------------------------------------------------------------------------------------------
+    # ---- generation (the skeleton is LocalBackend's) ---------------------------------------------------------
 
-    async def astream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, settings: GenerationSettings
-    ) -> AsyncIterator[StreamChunk]:
-        offered = list(tools or []) if settings.tool_choice != "none" else []
-        prompt = self.render(messages, offered or None, settings)
-        prompt_ids = self._encode(prompt)
-        if len(prompt_ids) >= self.context_window:
-            from keye_agent.errors import ContextWindowError
+    def _allow_reasoning(self, settings: GenerationSettings) -> bool:
+        return bool(settings.enable_thinking) and THINK_OPEN in (self.tokenizer.chat_template or "")
 
-            raise ContextWindowError(f"{self.name}: the prompt has {len(prompt_ids)} tokens; the window is "
-                                     f"{self.context_window}")
-        decoder = None
-        if self.constrained and offered:
-            thinking = bool(settings.enable_thinking) and "<think>" in (self.tokenizer.chat_template or "")
-            decoder = self.grammar.decoder(offered, settings.tool_choice, allow_reasoning=thinking,
-                                           parallel=self.parallel_tool_calls)
-        self.last_decoder = decoder
-        state = _Decode(self, prompt_ids, settings, decoder)
-        splitter = StreamSplitter(in_reasoning=prompt.rstrip().endswith("<think>"))
-        text, finish, emitted = "", "length", 0
+    def _stop_strings(self, settings: GenerationSettings) -> list[str]:
         # tool results are written by the framework, never by the model: one that starts writing a
         # <tool_response> is inventing a result, so its turn ends there
-        stops = [s for s in (*settings.stop, *(() if self.native_tools else _INVENTED_RESULT)) if s]
-        max_new = min(settings.max_tokens, self.context_window - len(prompt_ids))
-        while len(state.generated) < max_new:
-            token = await asyncio.to_thread(state.step)
-            if token in self.stop_ids:
-                finish = "stop"
-                break
-            text = self.tokenizer.decode(state.generated, skip_special_tokens=False)
-            if text.endswith("\ufffd"):
-                continue  # half of a multi-byte character: wait for the rest
-            hit = next((s for s in stops if s in text), None)
-            if hit is not None:
-                text, finish = text[: text.index(hit)], "stop"
-                break
-            # hold back a tail that may still become a stop string, so no piece of one is ever streamed
-            hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-            for kind, piece in splitter.feed(text[emitted:len(text) - hold]):
-                yield StreamChunk(kind, piece)  # type: ignore[arg-type]
-            emitted = len(text) - hold
-        for kind, piece in splitter.feed(text[emitted:]):
-            yield StreamChunk(kind, piece)  # type: ignore[arg-type]
-        for kind, piece in splitter.flush():
-            yield StreamChunk(kind, piece)  # type: ignore[arg-type]
-        self.last_token_ids = list(state.generated)
-        self.last_step_times = state.step_times
-        parsed = parse_tool_calls(text, allow_untagged=bool(offered))
-        turn = AssistantTurn(
-            text=parsed.text, reasoning=parsed.reasoning, tool_calls=list(parsed.tool_calls),
-            parse_errors=list(parsed.errors), raw=text,
-            finish_reason="tool_calls" if parsed.tool_calls else finish,  # type: ignore[arg-type]
-            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(state.generated)),
-        )
-        yield StreamChunk("done", turn=turn)
+        return [*settings.stop, *(() if self.native_tools else _INVENTED_RESULT)]
+
+    def _detokenizer(self) -> IncrementalDecoder:
+        return IncrementalDecoder(_Decoding(self.tokenizer))  # type: ignore[arg-type]
+
+    def _decode(self, job: Job, mask: TokenMask | None, cancel: threading.Event,
+                on_token: Callable[[int], bool]) -> DecodeResult:
+        self.last_decoder = mask if isinstance(mask, GrammarDecoder) else None
+        gen = None
+        if job.settings.seed is not None and job.settings.temperature > 0:
+            gen = torch.Generator(device=self.device).manual_seed(job.settings.seed)
+        out = DecodeResult(prompt_tokens=len(job.prompt_ids))
+        tokens = decode_tokens(_HFStep(self), job.prompt_ids, job.prompt_ids, job.max_new, job.sampling,
+                               self.stop_ids, out, mask=mask, generator=gen, cancel=cancel)
+        run_decode(tokens, out, on_token)
+        self.last_token_ids = list(out.token_ids)
+        self.last_step_times = out.step_times
+        return out
 
 
-class _Decode:
-    """One generation's state: the KV cache, the tokens so far, the sampler. ``step`` makes one token."""
+class _Decoding:
+    """A transformers tokenizer as ``model.tokenizer.IncrementalDecoder`` reads one: ``decode(ids, skip)``, no
+    clean-up of spaces (it would change text across the decoder's window boundary)."""
 
-    def __init__(self, backend: TransformersBackend, prompt_ids: list[int], settings: GenerationSettings,
-                 decoder: GrammarDecoder | None) -> None:
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens,
+                                clean_up_tokenization_spaces=False)
+
+
+class _HFStep:
+    """The ``model.generate.TokenStep`` of a transformers causal LM: a fresh ``DynamicCache`` per generation."""
+
+    def __init__(self, backend: TransformersBackend) -> None:
         from transformers import DynamicCache
 
-        self.b = backend
-        self.settings = settings
-        self.decoder = decoder
+        self.model, self.kwarg, self.device = backend.model, backend.cache_kwarg, backend.device
         self.cache = DynamicCache()
-        self.prompt = torch.tensor([prompt_ids], dtype=torch.long, device=backend.device)
-        self.generated: list[int] = []
-        self.step_times: list[float] = []
-        self.gen = None
-        if settings.seed is not None and settings.temperature > 0:
-            self.gen = torch.Generator(device=backend.device).manual_seed(settings.seed)
 
-    @torch.inference_mode()
-    def step(self) -> int:
-        t0 = time.perf_counter()
-        ids = self.prompt if not self.generated else self.prompt.new_tensor([[self.generated[-1]]])
-        out = self.b.model(input_ids=ids, **{self.b.cache_kwarg: self.cache}, use_cache=True, logits_to_keep=1)
-        logits = out.logits[0, -1].float()  # [V]
-        s = self.settings
-        if s.repetition_penalty != 1.0:
-            seen = torch.cat([self.prompt[0], self.prompt.new_tensor(self.generated)]).unique()
-            vals = logits[seen]
-            logits[seen] = torch.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
-        if self.decoder is not None:
-            self.decoder.mask(logits)
-        token = self._sample(logits)
-        if self.decoder is not None:
-            self.decoder.accept(token)
-        self.generated.append(token)
-        self.step_times.append(time.perf_counter() - t0)
-        return token
+    def _run(self, ids: list[int]) -> torch.Tensor:
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        out = self.model(input_ids=x, **{self.kwarg: self.cache}, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float()  # [V]
 
-    def _sample(self, logits: torch.Tensor) -> int:
-        s = self.settings
-        if s.temperature <= 0:
-            return int(torch.argmax(logits))
-        logits = logits / s.temperature
-        if s.top_k and s.top_k > 0:
-            kth = torch.topk(logits, min(s.top_k, logits.shape[-1])).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
-        if s.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > s.top_p  # keep the smallest set whose mass reaches top_p
-            sorted_p[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        return int(torch.multinomial(probs, 1, generator=self.gen))
+    def prefill(self, ids: Sequence[int]) -> torch.Tensor:
+        return self._run(list(ids))
 
+    def step(self, token_id: int) -> torch.Tensor:
+        return self._run([token_id])

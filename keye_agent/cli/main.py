@@ -51,6 +51,7 @@ RandomOpt = Annotated[bool, typer.Option("--random-weights", help="Keye presets:
 ToolsOpt = Annotated[list[Path] | None, typer.Option("--tools", "-t", help="A YAML tool registry or a Python file of @tool functions (repeatable).")]
 SandboxOpt = Annotated[bool, typer.Option("--sandbox/--no-sandbox", help="Add the run_code tool (Docker sandbox).")]
 SearchOpt = Annotated[str | None, typer.Option("--search", help="Add web_search and fetch_url: ddgs, searxng:URL or local:PATH.")]
+McpOpt = Annotated[list[str] | None, typer.Option("--mcp", help="Add the tools of an MCP server: [NAME=]URL or [NAME=]'COMMAND ARGS' (repeatable; NAME prefixes its tools).")]
 ConstrainOpt = Annotated[bool | None, typer.Option("--constrained/--unconstrained", help="Local models: hold tool calls to the schemas with xgrammar (default on).", show_default=False)]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="Instructions (system prompt).")]
 ToolChoiceOpt = Annotated[str, typer.Option("--tool-choice", help="auto, required, none, or a tool name.")]
@@ -65,13 +66,15 @@ def _stderr() -> Console:
 
 
 def _session(model: str, base_url: str | None, random_weights: bool, constrained: bool | None, tools: ToolOptions,
-             tool_choice: str, err: Console) -> tuple[ModelOptions, Any]:
+             tool_choice: str, err: Console, first_tool_choice: str | None = None) -> tuple[ModelOptions, Any]:
     """Check every option (model spec, tool files, --tool-choice, the Docker engine for --sandbox) before anything
     slow; returns the parsed model options and the tool registry (the caller closes it)."""
     mopts = model_options(model, base_url, random_weights, constrained)
     registry = build_registry(tools)
     try:
         check_tool_choice(tool_choice, registry)
+        if first_tool_choice is not None:
+            check_tool_choice(first_tool_choice, registry, option="--first-tool-choice")
         if tools.sandbox:
             prepare_sandbox(err)
     except BaseException:
@@ -104,31 +107,43 @@ def run(
     tools: ToolsOpt = None,
     sandbox: SandboxOpt = False,
     search: SearchOpt = None,
+    mcp: McpOpt = None,
     constrained: ConstrainOpt = None,
     system: SystemOpt = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps.")] = 10,
     tool_choice: ToolChoiceOpt = "auto",
+    first_tool_choice: Annotated[str | None, typer.Option(
+        "--first-tool-choice", help="The first step's tool choice (e.g. required: start with a tool call).")] = None,
     max_tokens: MaxTokensOpt = 1024,
     temperature: TempOpt = 0.0,
     seed: SeedOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (nothing else on stdout).")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Save the trajectory as JSONL.")] = None,
     yes: YesOpt = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask the model for whole answers, not streams (servers that cannot stream tool calls).")] = False,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="Attach an image file to the task (repeatable).")] = None,
+    video: Annotated[list[Path] | None, typer.Option("--video", help="Attach a video file to the task (repeatable; sampled at 2 fps).")] = None,
 ) -> None:
     """Run one task to the end and print what happened."""
     from keye_agent.agent import Agent
 
+    from .attach import attachment, with_attachments
+
+    parts = [attachment(p, "image") for p in image or []] + [attachment(p, "video") for p in video or []]
+
     out = Console(stderr=as_json, highlight=False)  # with --json, progress goes to stderr and stdout holds only the JSON
     err = _stderr()
     mopts, registry = _session(model, base_url, random_weights, constrained,
-                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
+                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
+                               tool_choice, err, first_tool_choice)
     try:
         backend = build_model(mopts, err)
-        agent = Agent(backend, registry, instructions=system,
+        agent = Agent(backend, registry, instructions=system, first_tool_choice=first_tool_choice,
+                      stream_deltas=not no_stream,
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
                       approve=_approver(out, yes))
         waiting = Waiting(err)
-        result = drive(agent, task, waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
+        result = drive(agent, with_attachments(task, parts), waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
                        max_steps=max_steps)
         waiting.stop()
     finally:
@@ -157,6 +172,7 @@ def chat(
     tools: ToolsOpt = None,
     sandbox: SandboxOpt = False,
     search: SearchOpt = None,
+    mcp: McpOpt = None,
     constrained: ConstrainOpt = None,
     system: SystemOpt = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Most model steps per message.")] = 10,
@@ -171,7 +187,8 @@ def chat(
 
     err = _stderr()
     mopts, registry = _session(model, base_url, random_weights, constrained,
-                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search), tool_choice, err)
+                               ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
+                               tool_choice, err)
     try:
         repl = Repl(build_model(mopts, err), registry, model_options=mopts, instructions=system, max_steps=max_steps,
                     settings=generation_settings(max_tokens, temperature, tool_choice, seed),
@@ -250,9 +267,10 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, sandbox
+    from . import demo, mcp, sandbox
 
     app.command(name="demo")(demo.demo)
+    app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
     try:
         from . import tau

@@ -26,6 +26,7 @@ from keye_agent.errors import KeyeAgentError
 from keye_agent.tools import ToolRegistry
 from keye_agent.types import GenerationSettings, Message, ModelBackend, StepRecord, Trajectory
 
+from .attach import attachment, with_attachments
 from .driver import drive_async
 from .render import EventPrinter, Waiting, tools_table, trace_table
 from .setup import ModelOptions, build_model, model_options
@@ -39,6 +40,7 @@ COMMANDS = {
     "/model": "/model [SPEC] [--random-weights]: show the model, or switch to another",
     "/system": "/system [TEXT]: show the instructions, or replace them",
     "/trace": "the session's steps as a table",
+    "/attach": "/attach PATH: attach an image or video file to your next message",
     "/exit": "leave (Ctrl-D does too)",
 }
 
@@ -101,6 +103,8 @@ class Repl:
         self.console = console or Console(highlight=False)
         self.history: list[Message] = []
         self.trajectory = self._new_trajectory()
+        self.attachments: list[Any] = []
+        """Parts /attach queued for the next message."""
         self.always_allowed: set[str] = set()
         path = history_file or home_dir() / "history"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +158,8 @@ class Repl:
                       approve=self._approve)
         printer = EventPrinter(self.console, waiting=Waiting(Console(stderr=True)), keep_all="/save keeps all")
         try:
-            result = await drive_async(agent, text, printer, history=self.history, second_interrupt_exits=False,
+            task, self.attachments = with_attachments(text, self.attachments), []
+            result = await drive_async(agent, task, printer, history=self.history, second_interrupt_exits=False,
                                        max_steps=self.max_steps)
         finally:
             printer.finish()
@@ -242,6 +247,12 @@ class Repl:
                 c.print("instructions replaced (the conversation is kept)")
             else:
                 c.print(self.instructions or "(no instructions)", highlight=False)
+        elif name == "/attach":
+            if not arg:
+                raise KeyeAgentError("/attach needs a path", hint="/attach plot.png")
+            part = attachment(arg)
+            self.attachments.append(part)
+            c.print(f"attached {part.type} {Path(arg).expanduser()} ({len(self.attachments)} for the next message)")
         elif name == "/trace":
             if self.trajectory.steps:
                 c.print(trace_table(self.trajectory))

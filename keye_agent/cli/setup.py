@@ -30,6 +30,8 @@ class ToolOptions:
     files: list[Path] = field(default_factory=list)
     sandbox: bool = False
     search: str | None = None
+    mcp: list[str] = field(default_factory=list)
+    """MCP servers (``--mcp``): a streamable-HTTP URL or a command line each."""
 
 
 @dataclass
@@ -94,8 +96,20 @@ def _load_yaml(paths: list[Path], registry: ToolRegistry) -> None:
 
 
 def build_registry(opts: ToolOptions, extra: list[Tool] | None = None) -> ToolRegistry:
-    """The tools of a session: ``extra``, then Python and YAML files in order, then run_code and search."""
+    """The tools of a session: ``extra``, then Python and YAML files in order, then run_code, search and MCP
+    servers. On a failure, what was opened (an MCP server) is closed again."""
     registry = ToolRegistry(extra or [])
+    try:
+        _fill_registry(opts, registry)
+    except BaseException:
+        for t in registry:
+            if t not in (extra or []):
+                t.close()
+        raise
+    return registry
+
+
+def _fill_registry(opts: ToolOptions, registry: ToolRegistry) -> None:
     yaml_files: list[Path] = []
     for p in opts.files:
         if not p.is_file():
@@ -117,7 +131,10 @@ def build_registry(opts: ToolOptions, extra: list[Tool] | None = None) -> ToolRe
         registry.register(load_builtin("web_search", backend=opts.search))
         kind, _, arg = opts.search.partition(":")
         registry.register(load_builtin("fetch_url", **({"corpus": arg} if kind == "local" and arg else {})))
-    return registry
+    for spec in opts.mcp:
+        from keye_agent.tools.mcp_client import add_mcp_server
+
+        add_mcp_server(registry, spec)
 
 
 def close_tools(registry: ToolRegistry) -> None:
@@ -125,16 +142,16 @@ def close_tools(registry: ToolRegistry) -> None:
     registry.close()
 
 
-def check_tool_choice(tool_choice: str, registry: ToolRegistry) -> None:
+def check_tool_choice(tool_choice: str, registry: ToolRegistry, option: str = "--tool-choice") -> None:
     """``--tool-choice`` is auto, required, none, or the name of a tool of the session."""
     if tool_choice in TOOL_CHOICES:
         if tool_choice == "required" and not len(registry):
-            raise ConfigError("--tool-choice required needs tools", hint="add --tools FILE, --sandbox or --search")
+            raise ConfigError(f"{option} required needs tools", hint="add --tools FILE, --sandbox or --search")
         return
     names = [t.name for t in registry]
     if tool_choice not in names:
         known = ", ".join([*TOOL_CHOICES, *names])
-        raise ConfigError(f"--tool-choice {tool_choice!r} is neither auto, required, none nor a tool of this session",
+        raise ConfigError(f"{option} {tool_choice!r} is neither auto, required, none nor a tool of this session",
                           hint=f"choose one of: {known}")
 
 

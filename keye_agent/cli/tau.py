@@ -213,6 +213,11 @@ def view(
             table.add_row(s.task_id, str(s.trial), s.termination_reason, f"{s.reward if s.reward is not None else '-'}",
                           " ".join(f"{k}={v:g}" for k, v in bd.items()), str(len(s.messages)), f"{s.duration:.2f}")
         console.print(table)
+        for s in results.simulations:  # why each simulation that did not end by a stop word ended
+            if s.termination_reason not in ("user_stop", "agent_stop"):
+                for note in _sim_notes(s):
+                    console.print(f"{s.task_id} trial {s.trial}: {s.termination_reason}: {note}",
+                                  highlight=False, markup=False, soft_wrap=True)
         return
     sims = [s for r in loaded for s in r.simulations
             if s.id == sim_id or (sim_id is None and s.task_id == task_id and s.trial == trial)]
@@ -224,11 +229,19 @@ def view(
     _print_simulation(sims[0])
 
 
+def _sim_notes(s) -> list[str]:
+    """The orchestrator's notes on how a simulation went (why it ended, when it ended in error)."""
+    notes = (s.info or {}).get("notes") or []
+    return [str(n) for n in notes]
+
+
 def _print_simulation(s) -> None:
     ri: dict[str, Any] = s.reward_info or {}
     console.print(f"[bold]{s.task_id}[/bold] trial {s.trial}  id {s.id}")
     console.print(f"ended by {s.termination_reason} after {s.duration:.2f} s; reward {ri.get('reward')} "
                   f"{ri.get('reward_breakdown') or ''}")
+    for n in _sim_notes(s):
+        console.print(f"why: {n}", highlight=False, markup=False, soft_wrap=True)
     usage = (s.info or {}).get("usage")
     if usage:
         console.print(f"tokens: agent {usage['agent']['prompt_tokens']}+{usage['agent']['completion_tokens']}, "

@@ -8,7 +8,8 @@ The Qwen3 format (MODEL.md): ``<|im_start|>role\\n...<|im_end|>\\n`` turns; tool
 ``# Tools`` inside ``<tools>``, one JSON schema per line; calls as ``<tool_call>\\n{"name": ..., "arguments": ...}
 \\n</tool_call>``; consecutive tool results merged into one user turn of ``<tool_response>`` blocks; reasoning in
 ``<think>...</think>``, kept only for assistant turns after the last real user query; ``enable_thinking=False``
-pre-fills an empty think block.
+pre-fills an empty think block. The Hermes parts (the tools preamble, how a call and a result are written) come
+from :mod:`keye_agent.formats.hermes`, plain Python like this module.
 """
 
 from __future__ import annotations
@@ -18,22 +19,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from keye_agent.formats.hermes import render_call, render_response, tools_block
+
 __all__ = ["content_text", "render_jinja", "render_qwen3"]
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 _ROLES = ("system", "user", "assistant", "tool")
-
-_TOOLS_HEAD = ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-               "You are provided with function signatures within <tools></tools> XML tags:\n<tools>")
-_TOOLS_TAIL = ("\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
-               "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
-               "<args-json-object>}\n</tool_call><|im_end|>\n")
-
-
-def _tojson(value: Any) -> str:
-    # The Hugging Face `tojson` filter: non-ASCII kept, default separators.
-    return json.dumps(value, ensure_ascii=False)
 
 
 def content_text(content: Any, where: str = "content") -> str:
@@ -73,9 +65,7 @@ def _tool_call_text(call: Mapping[str, Any], where: str) -> str:
     name = fn.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}.function.name must be a non-empty string, got {name!r}")
-    args = fn.get("arguments", {})
-    args_text = args if isinstance(args, str) else _tojson(args)
-    return '<tool_call>\n{"name": "' + name + '", "arguments": ' + args_text + "}\n</tool_call>"
+    return render_call(name, fn.get("arguments", {}))
 
 
 def render_qwen3(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
@@ -89,10 +79,7 @@ def render_qwen3(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[
         out.append("<|im_start|>system\n")
         if first_is_system:
             out.append(texts[0] + "\n\n")
-        out.append(_TOOLS_HEAD)
-        for tool in tools:
-            out.append("\n" + _tojson(tool))
-        out.append(_TOOLS_TAIL)
+        out.append(tools_block(tools) + "<|im_end|>\n")
     elif first_is_system:
         out.append("<|im_start|>system\n" + texts[0] + "<|im_end|>\n")
 
@@ -129,7 +116,7 @@ def render_qwen3(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[
         elif role == "tool":
             if i == 0 or messages[i - 1]["role"] != "tool":
                 out.append("<|im_start|>user")
-            out.append("\n<tool_response>\n" + content + "\n</tool_response>")
+            out.append("\n" + render_response(content))
             if i == n - 1 or messages[i + 1]["role"] != "tool":
                 out.append("<|im_end|>\n")
     if add_generation_prompt:

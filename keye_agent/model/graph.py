@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from keye_agent.model import fused_decode
 from keye_agent.model.cache import StaticCache
 from keye_agent.model.model import KeyeForCausalLM
 
@@ -40,8 +41,6 @@ def set_default_step(name: str) -> None:
 
 
 def _want_fused(device: torch.device) -> bool:
-    from keye_agent.model import fused_decode
-
     if _default_step == "static":
         return False
     if _default_step == "fused":
@@ -66,10 +65,14 @@ class DecodeGraph:
         self.logits: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.fused = None
-        if _want_fused(device) if fused is None else fused:
-            from keye_agent.model.fused_decode import FusedDecode
-
-            self.fused = FusedDecode(model, cache)
+        want = _want_fused(device) if fused is None else fused
+        if want or (device.type == "cuda" and fused_decode.available()):
+            # The fused step stacks the q/k/v weights into one buffer (new storage). Do it before any capture, so
+            # that a graph of either step never holds the pointers of the weights it replaced.
+            for layer in model.model.layers:
+                fused_decode.fuse_qkv_weights(layer.self_attn)
+        if want:
+            self.fused = fused_decode.FusedDecode(model, cache)
         if self.use_graph:
             self._capture(warmup)
 

@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from keye_agent.agent import Agent, FinalAnswer, RunFinished, StepFinished
-from keye_agent.types import GenerationSettings, ModelBackend, RepeatedCall, RunStatus, StepRecord
+from keye_agent.types import (
+    BudgetSpent,
+    GenerationSettings,
+    ModelBackend,
+    RepeatedCall,
+    RunResult,
+    RunStatus,
+    StepRecord,
+)
 
 from .environment import Environment, TauError, result_message
 from .messages import STOP, TauMessage, TauToolCall, agent_view, now_iso
@@ -45,6 +53,8 @@ class AgentReply:
     failed_calls: int = 0
     blocked: list[str] = field(default_factory=list)
     """Exact repeats of failed calls that the agent loop refused to run."""
+    unreported_usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    """Tokens of model steps that left no message in the trajectory (rejected or malformed output)."""
 
 
 class AgentSide:
@@ -66,6 +76,13 @@ class AgentSide:
         limits = {} if max_steps is None else {"max_steps": max(1, max_steps)}
         stream = self.agent.astream(view[-1], history=view[:-1], **limits)
         last: StepRecord | None = None
+        reported = {"prompt_tokens": 0, "completion_tokens": 0}
+
+        def report(usage: dict[str, int]) -> dict[str, int]:
+            for k in reported:
+                reported[k] += usage[k]
+            return usage
+
         try:
             async for ev in stream:
                 if isinstance(ev, StepFinished) and ev.record.kind == "model" and ev.record.turn is not None:
@@ -86,22 +103,37 @@ class AgentSide:
                     if not ran:
                         continue
                     yield TauMessage(role="assistant", content=turn.text or None, tool_calls=[c for c, _ in ran],
-                                     usage=_usage(rec), timestamp=now_iso(),
+                                     usage=report(_usage(rec)), timestamp=now_iso(),
                                      generation_time_seconds=rec.model_duration_s)
                     for call, res in ran:
                         reply.failed_calls += 0 if res.ok else 1
                         yield result_message(call, res)
                 elif isinstance(ev, FinalAnswer) and last is not None:
                     # the agent's text to the user: a model step's plain answer that the loop accepted as final
-                    reply.final = TauMessage(role="assistant", content=ev.text, usage=_usage(last), timestamp=now_iso(),
+                    reply.final = TauMessage(role="assistant", content=ev.text, usage=report(_usage(last)),
+                                             timestamp=now_iso(),
                                              generation_time_seconds=last.model_duration_s)
                     yield reply.final
                 elif isinstance(ev, RunFinished):
+                    u = ev.result.usage
+                    reply.unreported_usage = {"prompt_tokens": max(0, u.prompt_tokens - reported["prompt_tokens"]),
+                                              "completion_tokens": max(0, u.completion_tokens
+                                                                       - reported["completion_tokens"])}
                     if ev.result.status != "completed":
                         reply.end_reason = END_REASONS.get(ev.result.status, "agent_error")
-                        reply.error = ev.result.error
+                        reply.error = _why(ev.result)
         finally:
             await stream.aclose()
+
+
+def _why(result: RunResult) -> str | None:
+    """How the agent's run ended, with the last fault the model was told about (what went wrong, not only that
+    something did)."""
+    faults = [f for s in result.trajectory.steps for f in s.errors if not isinstance(f, BudgetSpent)]
+    if not faults:
+        return result.error
+    last = " ".join(str(getattr(faults[-1], "message", faults[-1])).split())
+    return f"{result.error}; the last fault: {last[:300]}"
 
 
 def _usage(rec: StepRecord) -> dict[str, int]:

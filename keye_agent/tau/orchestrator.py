@@ -47,12 +47,18 @@ class _State:
     errors: int = 0
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    agent_usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    """Agent tokens that no trajectory message carries (steps whose output was rejected)."""
 
     def limit_hit(self, limits: Limits) -> bool:
         if self.reason is None and self.steps >= limits.max_steps:
             self.reason = "max_steps"
+            self.notes.append(f"{self.steps} messages exchanged (limit {limits.max_steps})")
         if self.reason is None and self.errors >= limits.max_errors:
             self.reason = "too_many_errors"
+            failed = [m for m in self.trajectory if m.role == "tool" and m.error]
+            last = f"; the last: {' '.join((failed[-1].content or '').split())[:300]}" if failed else ""
+            self.notes.append(f"{self.errors} failed tool calls (limit {limits.max_errors}){last}")
         return self.reason is not None
 
 
@@ -99,6 +105,7 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
                 await _converse(state, env, agent, user, limits)
         except TimeoutError:
             state.reason = "timeout"
+            state.notes.append(f"the simulation ran past its {limits.timeout_s:g} s timeout")
         if on_finish is not None:
             await on_finish(env)
     finally:
@@ -111,7 +118,7 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
         timestamp=datetime.now().isoformat(),
         info={"steps": state.steps, "tool_errors": state.errors, "notes": state.notes,
               "agent_model": getattr(agent_model, "name", ""), "user_model": getattr(user_model, "name", ""),
-              "usage": _usage_totals(state.trajectory)},
+              "usage": _usage_totals(state.trajectory, state.agent_usage)},
     )
 
 
@@ -188,6 +195,8 @@ async def _converse(state: _State, env: Environment, agent: AgentSide, user: Use
                         state.steps += 1
             finally:
                 await gen.aclose()
+                for k, v in reply.unreported_usage.items():
+                    state.agent_usage[k] += v
             if reply.blocked:
                 state.errors += len(reply.blocked)  # the model saw them fail, as upstream would count them
                 state.notes.append(f"agent repeated failed calls, refused without running: {reply.blocked}")
@@ -224,7 +233,8 @@ async def _run_calls(state: _State, env: Environment, msg: TauMessage) -> None:
     state.steps += 1
 
 
-def _usage_totals(trajectory: list[TauMessage]) -> dict[str, Any]:
+def _usage_totals(trajectory: list[TauMessage], agent_extra: dict[str, int]) -> dict[str, Any]:
+    """Tokens per side: those on the trajectory's messages, plus the agent's steps that left no message."""
     totals = {"agent": {"prompt_tokens": 0, "completion_tokens": 0, "generation_time_seconds": 0.0},
               "user": {"prompt_tokens": 0, "completion_tokens": 0, "generation_time_seconds": 0.0}}
     for m in trajectory:
@@ -235,4 +245,6 @@ def _usage_totals(trajectory: list[TauMessage]) -> dict[str, Any]:
             totals[side]["prompt_tokens"] += int(m.usage.get("prompt_tokens", 0) or 0)
             totals[side]["completion_tokens"] += int(m.usage.get("completion_tokens", 0) or 0)
         totals[side]["generation_time_seconds"] += m.generation_time_seconds or 0.0
+    for k, v in agent_extra.items():
+        totals["agent"][k] += v
     return totals

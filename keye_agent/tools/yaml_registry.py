@@ -1,6 +1,6 @@
 """YAML tool registries: ``load_registry(paths) -> ToolRegistry``.
 
-A registry file lists tools of four kinds (the format is the JSON Schema in ``registry_schema.json``)::
+A registry file lists tools of five kinds (the format is the JSON Schema in ``registry_schema.json``)::
 
     version: 1
     network: {allow_loopback: true}          # HTTP tools reach public addresses only, unless allowed here
@@ -18,6 +18,7 @@ A registry file lists tools of four kinds (the format is the JSON Schema in ``re
       - {kind: python, function: "mypkg.tools:convert_units"}
       - {kind: builtin, builtin: web_search, options: {max_results: 5}}
       - {kind: openapi, spec: openapi.json, operations: [listStores, getStore]}
+      - {kind: mcp, command: python, args: [my_mcp_server.py], tools: [search]}   # see yaml_mcp.py
 
 Every mistake is a :class:`ConfigError` carrying file, line and column, what was expected there and, for a
 misspelt key or name, the nearest valid one.
@@ -64,7 +65,7 @@ class _Context:
 
 
 def _secret_path(path: tuple[Any, ...]) -> bool:
-    return "auth" in path or "headers" in path
+    return "auth" in path or "headers" in path or (len(path) > 1 and path[-2] == "env")  # env: of an mcp server
 
 
 def load_registry(
@@ -89,12 +90,18 @@ def load_registry(
     if not paths:
         raise ConfigError("no registry file given")
     ctx = _Context(env=os.environ if env is None else env, transport=transport)
-    for p in paths:
-        _load_file(Path(p), ctx, stack=(), parent_defaults={}, parent_network=None)
-    registry = into if into is not None else ToolRegistry(**registry_options)
-    for name, (t, where) in ctx.tools.items():
-        if name in registry:
-            raise ConfigError(f"tool {name!r} (defined at {where}) is already in the registry")
+    try:
+        for p in paths:
+            _load_file(Path(p), ctx, stack=(), parent_defaults={}, parent_network=None)
+        registry = into if into is not None else ToolRegistry(**registry_options)
+        for name, (_, where) in ctx.tools.items():
+            if name in registry:
+                raise ConfigError(f"tool {name!r} (defined at {where}) is already in the registry",
+                                  hint="rename one (an mcp entry: set prefix:)")
+    except BaseException:
+        _release(t for t, _ in ctx.tools.values())  # what this load started (an MCP server) stops with it
+        raise
+    for t, _ in ctx.tools.values():
         registry.register(t)
     return registry
 
@@ -165,14 +172,22 @@ def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_def
             raise
     policy = _policy(network or {})
     for i, spec in enumerate(data.get("tools") or []):
-        for t in _build(spec, ("tools", i), smap, defaults, policy, path.parent, ctx):
+        built = _build(spec, ("tools", i), smap, defaults, policy, path.parent, ctx)
+        for t in built:
             line, _ = smap.at(("tools", i))
             here = f"{smap.file}:{line}"
             if t.name in ctx.tools:
+                _release(built)
                 raise smap.error(f"duplicate tool name {t.name!r}; first defined at {ctx.tools[t.name][1]}",
                                  ("tools", i, "name") if "name" in spec else ("tools", i),
                                  hint="tool names must be unique across a registry and its includes; rename one")
             ctx.tools[t.name] = (t, here)
+
+
+def _release(tools: Iterable[Tool]) -> None:
+    for t in tools:
+        if t.on_close is not None:  # a shared module-level Tool owns nothing and is left as it is
+            t.close()
 
 
 def _merge_defaults(parent: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +216,10 @@ def _build(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults:
         return [_python_tool(spec, at, smap)]
     if kind == "builtin":
         return [_builtin_tool(spec, at, smap)]
+    if kind == "mcp":
+        from .yaml_mcp import mcp_entry_tools  # the MCP SDK loads only for registries that use it
+
+        return mcp_entry_tools(spec, at, smap, policy, base_dir, _auth(spec.get("auth"), at, smap, ctx)[0])
     return _openapi_tools(spec, at, smap, defaults, policy, base_dir, ctx)
 
 

@@ -83,7 +83,8 @@ def test_tool_calls_and_wire_format_of_history() -> None:
 
 @pytest.mark.parametrize("choice", ["auto", "required", "none"])
 def test_tool_choice_keywords_pass_through(choice: str) -> None:
-    body = request_body("m", [Message.user("hi")], TOOLS, GenerationSettings(tool_choice=choice), stream=False)
+    two = [*TOOLS, {"type": "function", "function": {"name": "other", "parameters": {"type": "object"}}}]
+    body = request_body("m", [Message.user("hi")], two, GenerationSettings(tool_choice=choice), stream=False)
     assert body["tool_choice"] == choice
 
 

@@ -252,6 +252,43 @@ def test_a_server_that_cannot_stream_tools_gets_one_unstreamed_request_then_none
     assert [r["stream"] for r in server.requests] == [True, False, False]
 
 
+def test_an_empty_stream_for_a_request_with_tools_falls_back_to_one_unstreamed_request():
+    """llama-cpp-python 0.3.36 behind starlette 1.x answers such a request with 200 and an empty body (the
+    ValueError stays in its log; seen against the real server, tests/backends/test_llama_cpp_server.py): one
+    unstreamed request, not three retries of the stream."""
+    whole = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]}
+    with ChatServer([Reply(events=[], done=False), Reply(whole)]) as server:
+        backend = OpenAIBackend("m", base_url=server.base_url, backoff_s=0.01)
+
+        async def go():
+            out = [c async for c in backend.astream(MSGS, TOOLS, GenerationSettings())]
+            await backend.aclose()
+            return out
+
+        chunks = asyncio.run(go())
+    assert chunks[-1].turn.text == "hi"
+    assert [r["stream"] for r in server.requests] == [True, False]
+
+
+def test_the_same_500_twice_is_final():
+    """A 500 with the same body twice (llama-cpp-python's empty-message 500 for tool_choice "required") is the
+    server failing on this request: two requests, not four."""
+    err = {"error": {"message": "", "type": "internal_server_error"}}
+    two = [*TOOLS, {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+    with ChatServer([Reply(err, 500)] * 4) as server:
+        backend = OpenAIBackend("m", base_url=server.base_url, backoff_s=0.01)
+        with pytest.raises(BackendConnectionError) as e:
+            backend.generate(MSGS, two, GenerationSettings(tool_choice="required"))
+    assert len(server.requests) == 2 and "tool_choice" in (e.value.hint or "")
+
+
+def test_required_over_one_tool_is_sent_as_that_tool():
+    ok = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]}
+    with ChatServer([Reply(ok)]) as server:
+        OpenAIBackend("m", base_url=server.base_url).generate(MSGS, TOOLS, GenerationSettings(tool_choice="required"))
+    assert server.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+
 def test_stream_false_sends_every_request_whole():
     whole = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]}
     with ChatServer([Reply(whole)]) as server:
@@ -319,3 +356,18 @@ def test_requests_round_trip_as_json():
     body = server.requests[0]
     assert json.loads(json.dumps(body)) == body
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_run_no_stream_sends_whole_requests(tmp_path, capsys):
+    """`keye-agent run --no-stream` against an OpenAI-compatible server: every request goes unstreamed."""
+    from keye_agent.cli.main import main
+
+    whole = {"choices": [{"index": 0, "finish_reason": "stop",
+                          "message": {"role": "assistant", "content": "Oslo: 4 C, rain."}}],
+             "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+    with ChatServer([Reply(whole)]) as server:
+        rc = main(["run", "Weather in Oslo?", "--model", "openai:m", "--base-url", server.base_url,
+                   "--no-stream", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["final_answer"] == "Oslo: 4 C, rain."
+    assert [r["stream"] for r in server.requests] == [False]

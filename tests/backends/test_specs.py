@@ -129,3 +129,17 @@ def test_parsing_loads_nothing_and_says_what_the_spec_is(tmp_path: Path) -> None
 def test_constrained_applies_to_local_models_only() -> None:
     with pytest.raises(ConfigError, match="local models only"):
         resolve_model("openai:m", constrained=True)
+
+
+def test_loading_a_local_model_prints_no_progress_bar(tmp_path: Path) -> None:
+    """The Python API is quiet: transformers' own "Loading weights" bar does not reach stderr (the real demo
+    model, fetched by the set-up)."""
+    import subprocess
+    import sys
+
+    code = "from keye_agent.backends.transformers import TransformersBackend\n" \
+           "from keye_agent.backends.demo_model import ensure_demo_model\n" \
+           "TransformersBackend(ensure_demo_model(quiet=True))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Loading weights" not in proc.stderr and proc.stdout == ""

@@ -66,3 +66,16 @@ def test_images_are_refused_by_text_only_models() -> None:
     msg = Message.user([TextPart(text="what is this?"), ImagePart(url="cat.png")])
     with pytest.raises(ConfigError, match="text-only model"):
         hermes_messages([msg], None, "transformers:x")
+
+
+def test_splitter_reads_think_as_the_parser_does() -> None:
+    """Reasoning only at the start (as parse_tool_calls reads it); prose after a call is shown unless the caller
+    hides everything from the first call on (the OpenAI-compatible stream)."""
+    raw = ' \n<think>r</think>A <think>not reasoning</think> <tool_call>{"name": "f"}</tool_call> tail'
+    assert _split_all([raw]) == [("reasoning", "r"), ("text", "A <think>not reasoning</think>  tail")]
+    assert _split_all([raw], text_after_calls=False) == [("reasoning", "r"),
+                                                          ("text", "A <think>not reasoning</think> ")]
+    from keye_agent.backends.parsing import parse_tool_calls
+
+    parsed = parse_tool_calls(raw)
+    assert parsed.reasoning == "r" and parsed.text.startswith("A <think>not reasoning</think>")

@@ -175,3 +175,32 @@ def test_ctrl_c_cancels_a_run_through_the_shared_driver(tmp_path: Path) -> None:
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+def test_spinners_show_while_the_model_loads_and_before_its_first_token(tmp_path: Path) -> None:
+    """In a real pseudo-terminal on the demo model: the load and the wait for the first token are not silent."""
+    import pexpect
+
+    child = pexpect.spawn(EXE, ["run", "Say hello.", "--model", "demo", "--max-steps", "1", "--max-tokens", "4"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"}, cwd=str(tmp_path),
+                          encoding="utf-8", timeout=240, dimensions=(40, 160))
+    try:
+        child.expect("loading the model demo")
+        child.expect("step 1: waiting for the model's first token")
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def test_a_result_cut_for_display_points_at_what_run_has(tmp_path: Path) -> None:
+    """`run` names --save for the full text of a long result (the REPL's /trace does not exist in `run`)."""
+    tools = tmp_path / "long_tools.py"
+    tools.write_text("from keye_agent import tool\n\n@tool\ndef dump() -> str:\n    \"\"\"A long text.\"\"\"\n"
+                     "    return 'x' * 2000\n", encoding="utf-8")
+    script = tmp_path / "turns.jsonl"
+    call = '<tool_call>\n{"name": "dump", "arguments": {}}\n</tool_call>'
+    script.write_text(json.dumps(call) + "\n" + json.dumps("done") + "\n", encoding="utf-8")
+    proc = _cli("run", "dump it", "--model", f"scripted:{script}", "--tools", str(tools), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "more characters; --save keeps all" in proc.stdout and "/trace" not in proc.stdout

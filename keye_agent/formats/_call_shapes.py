@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from keye_agent.backends._lenient_json import decode_values, excerpt
+from keye_agent.formats._lenient_json import decode_values, excerpt
 
 _ARG_KEYS = ("arguments", "parameters", "args", "input")
 _META_KEYS = {"name", "id", "type", "function"}
