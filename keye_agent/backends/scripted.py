@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from keye_agent.errors import ModelError
+from keye_agent.formats.hermes import HERMES
 from keye_agent.types import AssistantTurn, CallFormat, GenerationSettings, Message, Trajectory, Usage
 
 from .base import BaseBackend
@@ -34,11 +35,12 @@ class ScriptedBackend(BaseBackend):
         ])
     """
 
-    call_format: CallFormat | None = None
-    """The tool-call format the planner loop words its corrections for (None: a neutral wording, no tags)."""
+    call_format: CallFormat | None = HERMES
+    """The format its text items are parsed in, so the planner loop words its corrections for it (None: a neutral
+    wording, no tags)."""
 
     def __init__(self, script: Iterable[ScriptItem], *, name: str = "scripted", context_window: int = 32768,
-                 stream_chunk_chars: int = 16, call_format: CallFormat | None = None) -> None:
+                 stream_chunk_chars: int = 16, call_format: CallFormat | None = HERMES) -> None:
         self._script = list(script)
         self.call_format = call_format
         self._pos = 0

@@ -14,6 +14,7 @@ from keye_agent.agent import Agent, ContextPolicy, ErrorEvent
 from keye_agent.backends.openai import OpenAIBackend
 from keye_agent.backends.scripted import ScriptedBackend
 from keye_agent.errors import ModelError, ToolTimeoutError
+from keye_agent.formats.hermes import HERMES
 from keye_agent.tools import Tool, tool
 from keye_agent.types import (
     AssistantTurn,
@@ -140,7 +141,9 @@ def test_format_fault_wording_comes_from_the_backends_call_format():
     said = r.trajectory.messages[2].text
     assert said.startswith("Your last reply contained a tool call that could not be parsed:\n- ")
     assert said.endswith("\nWrite each call as <call>{json}</call>, or say so.")  # the format's words, as they are
-    r = Agent(ScriptedBackend([BAD_CALL, "ok"]), [lookup]).run("?")  # no format: a neutral wording
+    r = Agent(ScriptedBackend([BAD_CALL, "ok"]), [lookup]).run("?")  # the scripted backend's text is Hermes
+    assert r.trajectory.messages[2].text.endswith(HERMES.how_to_call())
+    r = Agent(ScriptedBackend([BAD_CALL, "ok"], call_format=None), [lookup]).run("?")  # none: a neutral wording
     fault = r.trajectory.steps[0].errors[0]
     assert isinstance(fault, MalformedOutput) and "tool-calling format you were given" in fault.message
     how = fault.message.split("\n")[-1]
