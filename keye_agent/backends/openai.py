@@ -246,16 +246,6 @@ class OpenAIBackend(BaseBackend):
                     yield chunk
                 return
             except TransientError as r:
-                if not yielded and not r.status_code and tools and "after 0 event(s)" in str(r.args[0]):
-                    # llama-cpp-python answers a streamed request with tools it cannot stream by 200 and an empty
-                    # stream (the error stays in its log): ask once unstreamed instead of retrying the stream
-                    log.warning("%s; asking again unstreamed, and sending later requests with tools unstreamed",
-                                redact(str(r.args[0])))
-                    turn_chunks = [c async for c in self._unstreamed(messages, tools, settings)]
-                    self._stream_tools = False
-                    for chunk in turn_chunks:
-                        yield chunk
-                    return
                 final = self._unless_repeated(r, seen, body)
                 if isinstance(final, BackendConnectionError):
                     raise final from None
@@ -405,6 +395,10 @@ class OpenAIBackend(BaseBackend):
             raise self._timeout_error(e, events) from None
         except httpx.TransportError as e:
             raise self._transport_error(e, events) from None
+        if not done and builder.finish is None and not events and body.get("tools"):
+            # llama-cpp-python answers a streamed request with tools it cannot stream by 200 and an empty stream
+            # (the error stays in its log): the same case as an in-band "cannot stream" error
+            raise _CannotStream(redact(f"{self.url} answered a streamed request with tools by an empty stream"))
         if not done and builder.finish is None:
             raise TransientError(redact(
                 f"the stream from {self.url} was cut after {events} event(s): the connection closed before "
