@@ -187,7 +187,7 @@ class HermesFormat:
 
     def how_to_call(self) -> str:
         return ('Write each call as <tool_call>\n{"name": "TOOL_NAME", "arguments": {...}}\n</tool_call> with valid '
-                "JSON (double quotes, no trailing commas)")
+                "JSON (double quotes, no trailing commas); or answer in plain text.")
 
     def __repr__(self) -> str:
         return "HermesFormat()"
