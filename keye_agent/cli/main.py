@@ -210,12 +210,14 @@ def tools_list(
     tools: ToolsOpt = None,
     sandbox: SandboxOpt = False,
     search: SearchOpt = None,
+    mcp: McpOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the OpenAI-format schemas as JSON.")] = False,
 ) -> None:
     """List the tools a session with these options would have (plus built-ins that can be added)."""
     from keye_agent.tools import available_builtins
 
-    registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search))
+    registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search,
+                                          mcp=list(mcp or [])))
     try:
         if as_json:
             typer.echo(json.dumps(registry.schemas(), indent=2, ensure_ascii=False))
@@ -224,7 +226,7 @@ def tools_list(
         if len(registry):
             console.print(tools_table(registry))
         else:
-            console.print("no tools given (add --tools FILE, --sandbox or --search SPEC)")
+            console.print("no tools given (add --tools FILE, --sandbox, --search SPEC or --mcp SERVER)")
         console.print(f"built-in tools (entry points): {', '.join(available_builtins()) or 'none'}")
     finally:
         close_tools(registry)
