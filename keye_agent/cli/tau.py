@@ -39,6 +39,7 @@ from keye_agent.tau import (
 from keye_agent.types import GenerationSettings, ModelBackend
 
 from .progress import SimulationBar, err_console, spinner
+from .tracing import TraceOpt, close_tracer, open_tracer
 
 app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a domain, scored as tau2-bench does.",
                   no_args_is_help=True)
@@ -115,8 +116,10 @@ def run(
     temperature: Annotated[float, typer.Option("--temperature", help="agent and user sampling temperature")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="tokens per model turn")] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    trace: TraceOpt = None,
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
+    tracer = open_tracer(trace)
     try:
         from keye_agent.backends import parse_model_spec
 
@@ -136,12 +139,14 @@ def run(
             limits=Limits(max_steps=max_steps, max_errors=max_errors, timeout_s=timeout),
             agent_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
-            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume)
+            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
         with SimulationBar(err_console(), dom.name) as bar:  # on stderr: with --json, stdout holds the summary only
             results = asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=bar))
     except KeyeAgentError as e:
         _fail(e)
         return
+    finally:
+        close_tracer(tracer)
     summary = summarize(results)
     if as_json:
         print(json.dumps({**summary.__dict__, "pass_hat": {str(k): v for k, v in summary.pass_hat.items()},
