@@ -5,7 +5,12 @@ plain text, xgrammar-constrained tool calls, streams and stop strings, cancellat
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +123,13 @@ def test_max_batch_through_load_model_and_bad_values(tok_dir):
     assert load_model("keye:tiny", random_weights=True, tokenizer=load_tokenizer(tok_dir)).engine is None
     with pytest.raises(ConfigError, match="max_batch"):
         load_model("keye:tiny", random_weights=True, max_batch=0, tokenizer=load_tokenizer(tok_dir))
+
+
+def test_readme_batched_serving_example_runs_as_written():
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
+    [block] = [b for b in blocks if "max_batch=8" in b]
+    proc = subprocess.run([sys.executable, "-c", block], cwd=root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "4 answers; the follow-up reused its prefix: True"
