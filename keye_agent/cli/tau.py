@@ -40,6 +40,8 @@ from keye_agent.tau import (
 from keye_agent.tau.schema import Task
 from keye_agent.types import GenerationSettings, ModelBackend
 
+from .tracing import TraceOpt, close_tracer, open_tracer
+
 app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a domain, scored as tau2-bench does.",
                   no_args_is_help=True)
 console = Console()
@@ -111,8 +113,10 @@ def run(
     temperature: Annotated[float, typer.Option("--temperature", help="agent and user sampling temperature")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="tokens per model turn")] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    trace: TraceOpt = None,
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
+    tracer = open_tracer(trace)
     try:
         from keye_agent.backends import parse_model_spec
 
@@ -132,11 +136,13 @@ def run(
             limits=Limits(max_steps=max_steps, max_errors=max_errors, timeout_s=timeout),
             agent_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
-            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume)
+            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
         results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
     except KeyeAgentError as e:
         _fail(e)
         return
+    finally:
+        close_tracer(tracer)
     summary = summarize(results)
     if as_json:
         print(json.dumps({**summary.__dict__, "pass_hat": {str(k): v for k, v in summary.pass_hat.items()},
