@@ -147,8 +147,8 @@ class BatchEngine:
     prefilled over several steps, so decoding sequences keep their pace). ``valid_vocab``: ids at or past it are
     never sampled. ``prefix_cache``: reuse full pages across requests (default on). ``decode_graph``: decode steps
     through ``BatchDecodeGraph`` (default: on CUDA; True elsewhere runs the same fixed-shape step eagerly).
-    ``batched_decode``: in mixed steps, attend the decode rows as one padded batch (default: on CUDA; the CPU
-    attends each sequence alone, the sequential path's exact ops). ``start=False``: no scheduler thread; the
+    ``batched_decode``: in mixed steps, attend the decode rows as one padded batch (default on; off attends each
+    sequence alone with the sequential path's very ops). ``start=False``: no scheduler thread; the
     caller drives :meth:`step` (tests).
     """
 
@@ -171,7 +171,8 @@ class BatchEngine:
         self.prefix_cache = prefix_cache
         cuda = self.device.type == "cuda"
         self.decode_graph = cuda if decode_graph is None else decode_graph
-        self.batched_decode = cuda if batched_decode is None else batched_decode
+        self.batched_decode = True if batched_decode is None else batched_decode
+        self._graph_pool = torch.cuda.graph_pool_handle() if cuda and self.decode_graph else None
         self.stats = EngineStats()
         self._graphs: dict[tuple[int, int, bool], BatchDecodeGraph] = {}
         self._waiting: deque[Generation] = deque()
@@ -370,10 +371,14 @@ class BatchEngine:
         return forward_packed(self.model, self.pool, tokens, segments, sparse, self.batched_decode)
 
     def _graph(self, n: int, width: int, sparse: bool) -> BatchDecodeGraph:
-        key = (bucket(n), bucket(width, 4), sparse)
+        # Block tables round up to a power of two up to 64 pages, then to a multiple of 64: fewer captures for long
+        # sequences, at most 64 pages of padding gathered per row.
+        pages = bucket(width, 4) if width <= 64 else -(-width // 64) * 64
+        key = (bucket(n), pages, sparse)
         g = self._graphs.get(key)
         if g is None:
-            g = self._graphs[key] = BatchDecodeGraph(self.model, self.pool, key[0], key[1], sparse)
+            g = self._graphs[key] = BatchDecodeGraph(self.model, self.pool, key[0], key[1], sparse,
+                                                     mempool=self._graph_pool)
         return g
 
     def _register(self, seq: _Seq) -> None:

@@ -19,7 +19,7 @@ from keye_agent.model.batch import BatchEngine
 from keye_agent.model.generate import generate
 from keye_agent.model.sampling import SamplingParams
 
-MODES = [dict(), dict(batched_decode=True), dict(decode_graph=True)]
+MODES = [dict(batched_decode=False), dict(), dict(decode_graph=True)]
 
 
 @pytest.fixture(scope="module", autouse=True)
