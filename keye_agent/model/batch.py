@@ -474,12 +474,16 @@ class BatchEngine:
             return
         if self.valid_vocab is not None and logits.shape[-1] > self.valid_vocab:
             logits[:, self.valid_vocab:] = float("-inf")
-        plain = [j for seq, j in ready if seq.gen.mask is None and seq.gen.sampling.greedy
-                 and seq.gen.sampling.repetition_penalty == 1.0]
+        failed = self._mask_rows(ready, logits)
+        plain = [j for seq, j in ready if (seq.gen.mask is None or hasattr(seq.gen.mask, "mask_rows"))
+                 and seq.gen.sampling.greedy and seq.gen.sampling.repetition_penalty == 1.0]
         greedy = dict(zip(plain, logits[plain].argmax(-1).tolist(), strict=True)) if plain else {}
         now = time.perf_counter()
         for seq, j in ready:
             gen = seq.gen
+            if seq in failed:
+                self._finish(seq, "error", failed[seq])
+                continue
             try:
                 tok = greedy.get(j)
                 if tok is None:
@@ -504,9 +508,29 @@ class BatchEngine:
             elif seq.n_sampled >= gen.max_new:
                 self._finish(seq, "end", "length")
 
+    @staticmethod
+    def _mask_rows(ready: list[tuple[_Seq, int]], logits: torch.Tensor) -> dict[_Seq, Exception]:
+        """Mask in one call per class the rows whose masks offer ``mask_rows``; the sequences whose masks failed."""
+        groups: dict[type, list[tuple[_Seq, int]]] = {}
+        for seq, j in ready:
+            m = seq.gen.mask
+            if m is not None and hasattr(m, "mask_rows"):
+                groups.setdefault(type(m), []).append((seq, j))
+        failed: dict[_Seq, Exception] = {}
+        for cls, rows in groups.items():
+            idx = [j for _, j in rows]
+            sub = logits[idx]
+            try:
+                cls.mask_rows([seq.gen.mask for seq, _ in rows], sub)  # type: ignore[attr-defined]
+            except Exception as e:  # those grammars failed: their sequences alone end
+                failed.update((seq, e) for seq, _ in rows)
+                continue
+            logits[idx] = sub
+        return failed
+
     def _pick(self, seq: _Seq, row: torch.Tensor) -> int:
         gen = seq.gen
-        if gen.mask is not None:
+        if gen.mask is not None and not hasattr(gen.mask, "mask_rows"):
             gen.mask.mask(row)
         seen = None
         if gen.sampling.repetition_penalty != 1.0:
