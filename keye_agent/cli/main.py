@@ -276,9 +276,10 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, mcp, sandbox
+    from . import demo, mcp, report, sandbox
 
     app.command(name="demo")(demo.demo)
+    app.command(name="report")(report.report)
     app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
     try:
