@@ -98,14 +98,14 @@ def create_app(backend: ModelBackend, config: ServeConfig | None = None) -> Star
                 ticket.release()
                 raise
         try:
-            turn = await whole(backend, req, request.receive)
+            answer = await whole(backend, req, request.receive)
         except Exception as e:  # noqa: BLE001 - mapped to the status that says whose fault it was
             raise as_request_error(e) from e
         finally:
             ticket.release()
-        if turn is None:  # the client is gone: nobody reads this
+        if answer is None:  # the client is gone: nobody reads this
             return Response(status_code=499)
-        return JSONResponse(completion.whole(turn))
+        return JSONResponse(completion.whole(*answer))
 
     async def on_request_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)

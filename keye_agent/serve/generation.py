@@ -60,20 +60,24 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def whole(backend: ModelBackend, req: ChatRequest, receive: Receive) -> AssistantTurn | None:
-    """The finished turn, or None when the client went away first (its generation is then cancelled)."""
-    async def drain() -> AssistantTurn:
+async def whole(backend: ModelBackend, req: ChatRequest, receive: Receive) -> tuple[AssistantTurn, str] | None:
+    """The finished turn and its text as streamed, or None when the client went away first (its generation is
+    then cancelled)."""
+    async def drain() -> tuple[AssistantTurn, str]:
         turn = None
+        text: list[str] = []
         stream = backend.astream(req.messages, req.tools, req.settings)
         try:
             async for chunk in stream:
                 if chunk.kind == "done":
                     turn = chunk.turn
+                elif chunk.kind == "text":
+                    text.append(chunk.text)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         if turn is None:
             raise ModelError(f"backend {backend.name!r} ended its stream without a final turn")
-        return turn
+        return turn, "".join(text)
 
     work = asyncio.ensure_future(drain())
     gone = asyncio.ensure_future(_wait_disconnect(receive))

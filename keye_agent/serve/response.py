@@ -40,13 +40,14 @@ def usage_body(usage: Usage) -> dict[str, int]:
             "total_tokens": usage.total_tokens}
 
 
-def visible_text(turn: AssistantTurn) -> str:
-    """The content a client sees: the answer's text; when a tool call could not be parsed, the raw output after
-    the reasoning instead, so the client (and its model) see what was written rather than nothing."""
+def visible_text(turn: AssistantTurn, streamed: str | None = None) -> str:
+    """The content a client sees: the text the backend streamed (``streamed``; else the turn's text, which a
+    backend may have stripped), so a whole answer and a stream say the same; when a tool call could not be parsed,
+    the raw output after the reasoning instead, so the client (and its model) see what was written, not nothing."""
     if turn.parse_errors and turn.raw:
         raw = turn.raw
-        return raw.split(THINK_CLOSE, 1)[1].lstrip() if THINK_CLOSE in raw else raw
-    return turn.text
+        return raw.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in raw else raw
+    return turn.text if streamed is None else streamed
 
 
 def tool_calls_body(turn: AssistantTurn) -> list[dict[str, Any]]:
@@ -64,9 +65,9 @@ class Completion:
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def whole(self, turn: AssistantTurn) -> dict[str, Any]:
-        """The ``chat.completion`` object of a finished turn."""
-        message: dict[str, Any] = {"role": "assistant", "content": visible_text(turn) or None}
+    def whole(self, turn: AssistantTurn, streamed: str | None = None) -> dict[str, Any]:
+        """The ``chat.completion`` object of a finished turn (``streamed``: its text as the backend streamed it)."""
+        message: dict[str, Any] = {"role": "assistant", "content": visible_text(turn, streamed) or None}
         if turn.tool_calls:
             message["tool_calls"] = tool_calls_body(turn)
         elif message["content"] is None:
@@ -95,7 +96,7 @@ class Completion:
         """The events after the streamed deltas: the content not streamed yet (a call that did not parse), the
         tool calls, the finish reason, the usage, ``[DONE]``."""
         out: list[bytes] = []
-        text = visible_text(turn)
+        text = visible_text(turn, streamed)
         if turn.parse_errors and text.startswith(streamed) and len(text) > len(streamed):
             out.append(self.chunk({"content": text[len(streamed):]}, usage=include_usage))
         for i, call in enumerate(tool_calls_body(turn)):
