@@ -69,7 +69,7 @@ def create_app(backend: ModelBackend, config: ServeConfig | None = None) -> Star
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": name, "active": admission.active,
-                             "max_queue": admission.max_queue, "served": admission.served,
+                             "max_queue": admission.max_queue, "peak": admission.peak, "served": admission.served,
                              "refused": admission.refused})
 
     async def models(request: Request) -> Response:

@@ -33,6 +33,8 @@ class Admission:
         self.retry_after_s = retry_after_s
         self.active = 0
         """Requests admitted and not finished (generating, or waiting for the model)."""
+        self.peak = 0
+        """The most requests that were in flight at once."""
         self.served = 0
         self.refused = 0
 
@@ -45,6 +47,7 @@ class Admission:
                                status=429, error_type="rate_limit_error", code="rate_limit_exceeded",
                                retry_after=self.retry_after_s)
         self.active += 1
+        self.peak = max(self.peak, self.active)
         return Ticket(self)
 
 
