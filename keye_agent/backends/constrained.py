@@ -26,6 +26,7 @@ Nothing here knows a model: :class:`ToolCallGrammar` takes a Hugging Face tokeni
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -105,7 +106,7 @@ class ToolCallGrammar:
     """Compiles tool-call grammars for one tokenizer and hands out a :class:`GrammarDecoder` per generation.
 
     Compiled grammars are cached by (tools, tool_choice, allow_reasoning), so a loop that offers the same tools at
-    every step compiles once.
+    every step compiles once. Thread-safe (a batching backend compiles from many worker threads at once).
     """
 
     def __init__(self, info: xgr.TokenizerInfo, *, cache_size: int = 32) -> None:
@@ -114,6 +115,7 @@ class ToolCallGrammar:
         self._compiler = xgr.GrammarCompiler(info, max_threads=2)
         self._cache: dict[str, xgr.CompiledGrammar] = {}
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     @classmethod
     def from_huggingface(
@@ -145,21 +147,23 @@ class ToolCallGrammar:
         if tag is None:
             return None
         key = json.dumps([tools, tool_choice, allow_reasoning, parallel], sort_keys=True, default=str)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        try:
-            compiled = self._compiler.compile_structural_tag(tag)
-        except (RuntimeError, ValueError) as e:
-            names = ", ".join(function_of(t)["name"] for t in tools or ())
-            raise ConfigError(
-                f"xgrammar cannot compile the tool schemas ({names}) into a grammar: {e}",
-                hint="simplify the schema (xgrammar supports most of JSON Schema), or turn constrained decoding off",
-            ) from e
-        if len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = compiled
-        return compiled
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+            try:
+                compiled = self._compiler.compile_structural_tag(tag)
+            except (RuntimeError, ValueError) as e:
+                names = ", ".join(function_of(t)["name"] for t in tools or ())
+                raise ConfigError(
+                    f"xgrammar cannot compile the tool schemas ({names}) into a grammar: {e}",
+                    hint="simplify the schema (xgrammar supports most of JSON Schema), or turn constrained decoding "
+                         "off",
+                ) from e
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = compiled
+            return compiled
 
     def decoder(
         self, tools: Sequence[dict[str, Any]] | None, tool_choice: str = "auto", *, allow_reasoning: bool = False,

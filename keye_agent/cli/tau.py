@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -37,8 +36,10 @@ from keye_agent.tau import (
     run_tasks,
     summarize,
 )
-from keye_agent.tau.schema import Task
 from keye_agent.types import GenerationSettings, ModelBackend
+
+from .progress import SimulationBar, err_console, spinner
+from .tracing import TraceOpt, close_tracer, open_tracer
 
 app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a domain, scored as tau2-bench does.",
                   no_args_is_help=True)
@@ -47,8 +48,12 @@ console = Console()
 _MODELS: dict[tuple[str, str | None], ModelBackend] = {}
 
 
-def _fail(e: Exception) -> None:
-    console.print(f"[red]error:[/red] {e}")
+def _fail(e: KeyeAgentError) -> None:
+    """An error of the run's set-up or of a results file: one line and its hint on stderr, exit 2."""
+    err = err_console()
+    err.print(f"[bold red]error:[/] {e.args[0] if e.args else e}", highlight=False, soft_wrap=True)
+    if e.hint:
+        err.print(f"[dim]hint: {e.hint}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -75,7 +80,7 @@ def _resolve(spec: str, base_url: str | None) -> ModelBackend:
     parsed = parse_model_spec(spec)
     if parsed.kind == "scripted":
         return load_model(parsed, base_url=base_url)
-    with Console(stderr=True).status(f"loading the model {spec}"):
+    with spinner(err_console(), f"loading the model {spec}"):
         return load_model(parsed, base_url=base_url)
 
 
@@ -111,8 +116,10 @@ def run(
     temperature: Annotated[float, typer.Option("--temperature", help="agent and user sampling temperature")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="tokens per model turn")] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    trace: TraceOpt = None,
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
+    tracer = open_tracer(trace)
     try:
         from keye_agent.backends import parse_model_spec
 
@@ -132,11 +139,14 @@ def run(
             limits=Limits(max_steps=max_steps, max_errors=max_errors, timeout_s=timeout),
             agent_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
-            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume)
-        results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
+            judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
+        with SimulationBar(err_console(), dom.name) as bar:  # on stderr: with --json, stdout holds the summary only
+            results = asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=bar))
     except KeyeAgentError as e:
         _fail(e)
         return
+    finally:
+        close_tracer(tracer)
     summary = summarize(results)
     if as_json:
         print(json.dumps({**summary.__dict__, "pass_hat": {str(k): v for k, v in summary.pass_hat.items()},
@@ -144,22 +154,6 @@ def run(
     else:
         _print_summary(summary)
         console.print(f"results: {save_to}")
-
-
-def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSettings, *, quiet: bool) -> Results:
-    rewards: list[float] = []
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("avg reward {task.fields[avg]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
-        job = bar.add_task(f"{dom.name}", total=None, avg="-")
-
-        def progress(done: int, total: int, sim) -> None:
-            if sim is not None:
-                rewards.append(sim.reward or 0.0)
-            avg = f"{sum(rewards) / len(rewards):.3f}" if rewards else "-"
-            bar.update(job, completed=done, total=total, avg=avg)
-
-        return asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=progress))
 
 
 def _print_summary(*summaries: Summary, sources: list[str] | None = None) -> None:

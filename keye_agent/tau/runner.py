@@ -49,6 +49,8 @@ class RunSettings:
     ``agent_name`` is oracle / idle (so scripted results never pass for a model's)."""
     user_implementation: str | None = None
     """Likewise for the user: "user_simulator", or "oracle_user" when ``user_name`` is oracle."""
+    tracer: Any = None
+    """An OpenTelemetry tracer (provider): a span per simulation, the agent's runs inside it (keye_agent.trace)."""
 
 
 _SCRIPTED = {"agent": {"oracle": "oracle_agent", "idle": "idle_agent"}, "user": {"oracle": "oracle_user"}}
@@ -158,11 +160,22 @@ async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFac
 
 async def _simulate(domain: Domain, task: Task, trial: int, seed: int | None, agent_factory: BackendFactory,
                     user_factory: BackendFactory, s: RunSettings) -> SimulationRun:
+    if s.tracer is None:
+        return await _simulate_once(domain, task, trial, seed, agent_factory, user_factory, s)
+    from keye_agent.trace.workflow import traced_simulation
+
+    return await traced_simulation(s.tracer, domain.name, task.id, trial, _simulate_once(
+        domain, task, trial, seed, agent_factory, user_factory, s))
+
+
+async def _simulate_once(domain: Domain, task: Task, trial: int, seed: int | None, agent_factory: BackendFactory,
+                         user_factory: BackendFactory, s: RunSettings) -> SimulationRun:
     start = datetime.now().isoformat()
     try:
         sim = await run_simulation(task, domain, agent_factory(task, trial), user_factory(task, trial), trial=trial,
                                    seed=seed, limits=s.limits, agent_settings=s.agent_settings,
-                                   user_settings=s.user_settings, user_guidelines=s.user_guidelines)
+                                   user_settings=s.user_settings, user_guidelines=s.user_guidelines,
+                                   agent_tracer=s.tracer)
         sim.reward_info = await evaluate(sim.messages, sim.termination_reason, task, domain, judge=s.judge)
         return sim
     except asyncio.CancelledError:
