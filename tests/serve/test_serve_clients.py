@@ -17,7 +17,7 @@ from keye_agent.backends import load_model
 from keye_agent.types import GenerationSettings, Message
 
 # litellm's own pydantic models warn about their TypedDicts at import
-pytestmark = pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Items? .* (is|are) using the `ReadOnly` qualifier:UserWarning")
 
 @pytest.fixture(scope="module")
 def litellm():
