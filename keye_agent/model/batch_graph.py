@@ -48,7 +48,10 @@ class BatchDecodeGraph:
         self.pages = torch.full((batch, max_pages), pool.scratch, dtype=torch.long, device=dev)
         self.pos = torch.zeros(batch, dtype=torch.long, device=dev)
         pin = dev.type == "cuda"
-        self._host = torch.full((3, batch, max_pages), pool.scratch, dtype=torch.long, pin_memory=pin)
+        # host staging buffers (pinned on CUDA), contiguous so each goes over in one asynchronous copy
+        self._h_tokens = torch.zeros(batch, dtype=torch.long, pin_memory=pin)
+        self._h_pos = torch.zeros(batch, dtype=torch.long, pin_memory=pin)
+        self._h_pages = torch.full((batch, max_pages), pool.scratch, dtype=torch.long, pin_memory=pin)
         self.logits: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self._mempool = mempool
@@ -80,19 +83,18 @@ class BatchDecodeGraph:
                              f"for a graph of {self.batch} rows")
         if self.model.sparse != self.sparse and self.model.config.sa_config is not None:
             raise ValueError("BatchDecodeGraph: the model's sparse mode changed since capture")
-        host = self._host
-        host[0, :, 0] = 0
-        host[0, :n, 0] = torch.tensor(list(tokens), dtype=torch.long)
-        host[1, :, 0] = 0
-        host[1, :n, 0] = torch.tensor(list(pos), dtype=torch.long)
-        host[2].fill_(self.pool.scratch)
+        self._h_tokens.zero_()
+        self._h_tokens[:n] = torch.tensor(list(tokens), dtype=torch.long)
+        self._h_pos.zero_()
+        self._h_pos[:n] = torch.tensor(list(pos), dtype=torch.long)
+        self._h_pages.fill_(self.pool.scratch)
         for r, p in enumerate(pages):
             if p.shape[0] > self.max_pages:
                 raise ValueError(f"BatchDecodeGraph: a block table of {p.shape[0]} pages exceeds {self.max_pages}")
-            host[2, r, : p.shape[0]] = p
-        self.tokens.copy_(host[0, :, 0], non_blocking=True)
-        self.pos.copy_(host[1, :, 0], non_blocking=True)
-        self.pages.copy_(host[2], non_blocking=True)
+            self._h_pages[r, : p.shape[0]] = p
+        self.tokens.copy_(self._h_tokens, non_blocking=True)
+        self.pos.copy_(self._h_pos, non_blocking=True)
+        self.pages.copy_(self._h_pages, non_blocking=True)
         if self.graph is not None:
             self.graph.replay()
             assert self.logits is not None
