@@ -5,6 +5,8 @@
     keye-agent tau run ... --save-to results.json --resume      # after a crash or Ctrl-C: finish the rest
     keye-agent tau view results.json                            # the summary and a list of simulations
     keye-agent tau view results.json --task-id update_task_1 --trial 0
+    keye-agent tau run ... --ray                                # simulations on Ray workers (a local cluster)
+    keye-agent tau run ... --ray HEAD:6379 --resume             # or a running cluster; resumable as ever
 
 ``--agent-model oracle`` and ``--user-model oracle`` run the scripted oracle (gold actions), ``--agent-model idle``
 an agent that does nothing: both check a domain and the runner without a model.
@@ -26,10 +28,7 @@ from rich.text import Text
 
 from keye_agent.errors import KeyeAgentError
 from keye_agent.tau import (
-    IdleAgent,
     Limits,
-    OracleAgent,
-    OracleUser,
     Results,
     RunSettings,
     Summary,
@@ -37,6 +36,7 @@ from keye_agent.tau import (
     run_tasks,
     summarize,
 )
+from keye_agent.tau.participants import participant_factory
 from keye_agent.tau.schema import Task
 from keye_agent.types import GenerationSettings, ModelBackend
 
@@ -46,29 +46,25 @@ app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a
                   no_args_is_help=True)
 console = Console()
 
-_MODELS: dict[tuple[str, str | None], ModelBackend] = {}
-
-
 def _fail(e: Exception) -> None:
     console.print(f"[red]error:[/red] {e}")
     raise typer.Exit(2)
 
 
 def _backend_factory(spec: str, side: str, base_url: str | None):
-    """(task, trial) -> backend. Scripted participants are made per simulation; a model is built once."""
-    if spec == "oracle":
-        return (lambda t, k: OracleAgent(t)) if side == "agent" else (lambda t, k: OracleUser(t))
-    if spec == "idle":
-        if side != "agent":
-            raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
-        return lambda t, k: IdleAgent(t)
-    if spec.startswith("scripted:"):
-        return lambda t, k: _resolve(spec, base_url)  # a script is consumed as it plays: one per simulation
-    key = (spec, base_url)
-    if key not in _MODELS:
-        _MODELS[key] = _resolve(spec, base_url)  # agent and user on the same model share one instance
-    model = _MODELS[key]
-    return lambda t, k: model
+    """(task, trial) -> backend (keye_agent.tau.participants); a model is built once, under a spinner."""
+    if spec == "idle" and side != "agent":
+        raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
+    return participant_factory(spec, side, base_url, loader=_resolve)
+
+
+def ray_argv(args: list[str]) -> list[str]:
+    """``tau run ... --ray`` without an address means a cluster on this machine; typer has no options with an
+    optional value, so the bare flag gets the value ``local`` before parsing (keye_agent.cli.main calls this)."""
+    for i, a in enumerate(args):
+        if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            return [*args[:i + 1], "local", *args[i + 1:]]
+    return args
 
 
 def _resolve(spec: str, base_url: str | None) -> ModelBackend:
@@ -114,6 +110,11 @@ def run(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="tokens per model turn")] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     trace: TraceOpt = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", help="spread the simulations over a Ray cluster: alone, one started on this "
+        "machine for the run; or the address of a running one (auto, HOST:PORT, ray://HOST:PORT)")] = None,
+    ray_workers: Annotated[int | None, typer.Option("--ray-workers", min=1, help="with --ray: worker actors "
+                                                    "(default one per CPU of the cluster)")] = None,
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
     tracer = open_tracer(trace)
@@ -125,9 +126,14 @@ def run(
                 parse_model_spec(spec)
         dom = load_domain(domain, tau2_data=tau2_data, task_set=task_set)
         tasks = dom.select(split=task_split, task_ids=_split_ids(task_ids), num_tasks=num_tasks)
-        agent_f = _backend_factory(agent_model, "agent", agent_base_url)
-        user_f = _backend_factory(user_model, "user", user_base_url)
-        judge = _resolve(judge_model, None) if judge_model else None
+        if ray is None:
+            agent_f = _backend_factory(agent_model, "agent", agent_base_url)
+            user_f = _backend_factory(user_model, "user", user_base_url)
+            judge = _resolve(judge_model, None) if judge_model else None
+        else:  # the workers build the participants on their nodes; none is loaded here
+            if user_model == "idle":
+                raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
+            agent_f = user_f = judge = None
         if save_to is None:
             stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
             save_to = Path("results") / f"{stamp}_{dom.name}_{agent_model.replace('/', '_')}.json"
@@ -137,7 +143,16 @@ def run(
             agent_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
-        results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
+        if ray is None:
+            results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
+        else:
+            from keye_agent.tau.ray_runner import RunSpec, run_tasks_ray
+
+            spec = RunSpec(domain, agent_model, user_model, agent_base_url, user_base_url, judge_model,
+                           str(tau2_data) if tau2_data else None, task_set)
+            results = _run_with_progress(dom, tasks, None, None, settings, quiet=as_json, runner=lambda progress:
+                                         run_tasks_ray(dom, tasks, spec, settings, address=ray,
+                                                       workers=ray_workers, progress=progress))
     except KeyeAgentError as e:
         _fail(e)
         return
@@ -152,7 +167,9 @@ def run(
         console.print(f"results: {save_to}")
 
 
-def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSettings, *, quiet: bool) -> Results:
+def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSettings, *, quiet: bool,
+                       runner=None) -> Results:
+    """The run under a progress bar; ``runner(progress)`` gives the coroutine (default: this process's runner)."""
     rewards: list[float] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("avg reward {task.fields[avg]}"), TimeElapsedColumn(), TimeRemainingColumn())
@@ -165,6 +182,8 @@ def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSet
             avg = f"{sum(rewards) / len(rewards):.3f}" if rewards else "-"
             bar.update(job, completed=done, total=total, avg=avg)
 
+        if runner is not None:
+            return asyncio.run(runner(progress))
         return asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=progress))
 
 
