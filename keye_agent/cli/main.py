@@ -276,9 +276,10 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, mcp, sandbox, serve
+    from . import demo, mcp, report, sandbox, serve
 
     app.command(name="demo")(demo.demo)
+    app.command(name="report")(report.report)
     app.command(name="serve")(serve.serve)
     app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
