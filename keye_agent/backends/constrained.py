@@ -90,6 +90,26 @@ class GrammarDecoder:
         self.steps += 1
         self.step_times.append(dt)
 
+    @classmethod
+    def mask_rows(cls, decoders: Sequence[GrammarDecoder], logits: torch.Tensor) -> None:
+        """Mask row i of ``logits`` [R, V] by ``decoders[i]``, in place: one bitmask for all rows, one copy to the
+        device and one apply (the batch engine's path; ``mask`` is this for one row)."""
+        t0 = time.perf_counter()
+        vocab = min(d.vocab_size for d in decoders)
+        bitmask = xgr.allocate_token_bitmask(len(decoders), vocab)
+        for i, d in enumerate(decoders):
+            d._matcher.fill_next_token_bitmask(bitmask, i)
+        if logits.device.type != "cpu":
+            bitmask = bitmask.to(logits.device, non_blocking=True)
+        xgr.apply_token_bitmask_inplace(logits, bitmask, vocab_size=min(vocab, logits.shape[-1]))
+        if logits.shape[-1] > vocab:  # padded lm_head columns are never valid tokens
+            logits[:, vocab:] = float("-inf")
+        dt = (time.perf_counter() - t0) / len(decoders)
+        for d in decoders:
+            d.mask_s += dt
+            d.steps += 1
+            d.step_times.append(dt)
+
     def accept(self, token_id: int) -> None:
         """Advance the grammar by one sampled token. A token outside the mask is a bug, not model output."""
         if not self._matcher.accept_token(int(token_id)):

@@ -10,11 +10,16 @@ arrival order, as long as the pool holds their pages), run one forward over ever
 chunk of each new one, one token of each decoding one: ``paged_forward``), then mask, sample and check stops per
 sequence with its own settings. A new request therefore joins at the next step, never waiting for the batch to end.
 
-Pages: a request takes at admission the pages of its whole length (prompt + ``max_new``), minus the full pages of
-its prompt that the pool already holds (prefix caching: ``PagePool.match``; ``DecodeResult.reused_tokens`` counts
-them); so a running sequence never runs out. A request that could never fit (more tokens than ``max_seq_len`` or
-than the whole pool) raises :class:`~keye_agent.errors.ContextWindowError` at submission; one that fits but finds
-too few free pages waits in the queue until running sequences finish.
+Pages: a request is admitted when the pool holds the pages of its prompt (and of its first answer token), minus
+the full pages of its prompt that the pool already holds (prefix caching: ``PagePool.match``;
+``DecodeResult.reused_tokens`` counts them), with a page to spare for each running sequence. A request whose next
+prompt page a running sequence is computing right now waits for it (later requests may pass it meanwhile), so
+siblings that arrive together with one system prompt prefill it once. Sequences take a new
+page as they grow; when none is free, the most recently admitted sequence is preempted: its pages are released
+(their full pages stay cached) and it goes back to the head of the queue with the tokens it has, to be prefilled
+again (mostly from the cache) and continue exactly where it stopped. A request that could never fit (more tokens
+than ``max_seq_len``, or a prompt larger than the whole pool) raises :class:`~keye_agent.errors.ContextWindowError`
+at submission; a sequence that outgrows the whole pool alone ends with one.
 
 Decode steps (every running sequence at one token) on CUDA replay a captured graph per bucket of batch size and
 block-table width (``batch_graph``); elsewhere they run eagerly. Each generation computes what
@@ -61,6 +66,7 @@ class EngineStats:
     prefilled: int = 0
     reused: int = 0
     max_running: int = 0
+    preemptions: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)
     """Running sequences per step -> steps."""
 
@@ -124,18 +130,29 @@ class Generation:
 
 
 class _Seq:
-    """A running sequence (scheduler thread only)."""
+    """A running (or preempted) sequence (scheduler thread only)."""
 
-    def __init__(self, gen: Generation, pages: list[int], key: bytes | None, n_reused: int, sparse: bool,
-                 page_size: int, device: torch.device) -> None:
-        self.gen, self.pages, self.key, self.sparse = gen, pages, key, sparse
+    def __init__(self, gen: Generation, page_size: int, device: torch.device, sparse: bool) -> None:
+        self.gen, self.page_size, self.device, self.sparse = gen, page_size, device, sparse
         self.ids = list(gen.prompt)
-        self.n_cached = n_reused
-        self.n_registered = n_reused // page_size
         self.n_sampled = 0
-        self.page_cpu = torch.tensor(pages, dtype=torch.long)
-        self.slots = page_slots(self.page_cpu.to(device), page_size)
         self.context: torch.Tensor | None = None  # prompt + generated ids, for the repetition penalty
+        self.inflight: list[bytes] = []  # prefix keys of its prompt pages not computed yet
+        self.place([], None, 0)
+
+    def place(self, pages: list[int], key: bytes | None, n_reused: int) -> None:
+        """Hold ``pages`` (the first n_reused // page_size of them cached, ``key`` the last one's prefix key)."""
+        self.pages, self.key = pages, key
+        self.n_cached = n_reused
+        self.n_registered = n_reused // self.page_size
+        self.page_cpu = torch.tensor(pages, dtype=torch.long)
+        self.slots = page_slots(self.page_cpu.to(self.device), self.page_size)
+
+    def grow(self, pages: list[int]) -> None:
+        self.pages = self.pages + pages
+        new = torch.tensor(pages, dtype=torch.long)
+        self.page_cpu = torch.cat([self.page_cpu, new])
+        self.slots = torch.cat([self.slots, page_slots(new.to(self.device), self.page_size)])
 
 
 class BatchEngine:
@@ -147,8 +164,8 @@ class BatchEngine:
     prefilled over several steps, so decoding sequences keep their pace). ``valid_vocab``: ids at or past it are
     never sampled. ``prefix_cache``: reuse full pages across requests (default on). ``decode_graph``: decode steps
     through ``BatchDecodeGraph`` (default: on CUDA; True elsewhere runs the same fixed-shape step eagerly).
-    ``batched_decode``: in mixed steps, attend the decode rows as one padded batch (default: on CUDA; the CPU
-    attends each sequence alone, the sequential path's exact ops). ``start=False``: no scheduler thread; the
+    ``batched_decode``: in mixed steps, attend the decode rows as one padded batch (default on; off attends each
+    sequence alone with the sequential path's very ops). ``start=False``: no scheduler thread; the
     caller drives :meth:`step` (tests).
     """
 
@@ -171,10 +188,13 @@ class BatchEngine:
         self.prefix_cache = prefix_cache
         cuda = self.device.type == "cuda"
         self.decode_graph = cuda if decode_graph is None else decode_graph
-        self.batched_decode = cuda if batched_decode is None else batched_decode
+        self.batched_decode = True if batched_decode is None else batched_decode
+        self._graph_pool = torch.cuda.graph_pool_handle() if cuda and self.decode_graph else None
         self.stats = EngineStats()
         self._graphs: dict[tuple[int, int, bool], BatchDecodeGraph] = {}
         self._waiting: deque[Generation] = deque()
+        self._preempted: deque[_Seq] = deque()  # resumed before any new request
+        self._inflight: dict[bytes, _Seq] = {}  # prefix key of a prompt page being computed -> its sequence
         self._running: list[_Seq] = []
         self._cv = threading.Condition()
         self._closed = False
@@ -195,7 +215,7 @@ class BatchEngine:
         if max_new < 0:
             raise ValueError(f"BatchEngine: max_new must be >= 0, got {max_new}")
         total = len(prompt) + max(max_new, 1) - 1
-        if total > self.max_seq_len or self._pages_for(total) > self.pool.num_pages:
+        if total > self.max_seq_len or self._pages_for(len(prompt) + 1) > self.pool.num_pages:
             raise ContextWindowError(
                 f"BatchEngine: a prompt of {len(prompt)} tokens plus {max_new} new ones needs {total} cached tokens; "
                 f"the engine holds {self.max_seq_len} per sequence and {self.pool.num_pages * self.page_size} in all",
@@ -228,8 +248,8 @@ class BatchEngine:
 
     @property
     def waiting(self) -> int:
-        """Requests queued, not yet admitted."""
-        return len(self._waiting)
+        """Requests queued, not yet admitted (preempted ones included)."""
+        return len(self._waiting) + len(self._preempted)
 
     @property
     def running(self) -> int:
@@ -269,9 +289,11 @@ class BatchEngine:
         with self._cv:
             gens = [s.gen for s in self._running]
             if waiting:
-                gens += list(self._waiting)
+                gens += [s.gen for s in self._preempted] + list(self._waiting)
                 self._waiting.clear()
+                self._preempted.clear()
             for s in self._running:
+                self._untrack(s)
                 self.pool.release(s.pages)
             self._running = []
         for g in gens:
@@ -283,6 +305,7 @@ class BatchEngine:
 
     def _finish(self, seq: _Seq, *event: object) -> None:
         self._running.remove(seq)
+        self._untrack(seq)
         with self._cv:
             self.pool.release(seq.pages)
         seq.gen._send(*event)
@@ -291,28 +314,79 @@ class BatchEngine:
     def _admit(self) -> None:
         sparse = self.model.sparse and self.model.config.sa_config is not None
         with self._cv:
-            while self._waiting and len(self._running) < self.max_batch:
-                gen = self._waiting[0]
-                if gen.abandoned:
-                    self._waiting.popleft()
+            for q in (self._preempted, self._waiting):
+                for item in [x for x in q if (x.gen if isinstance(x, _Seq) else x).abandoned]:
+                    q.remove(item)  # type: ignore[arg-type]
+                    gen = item.gen if isinstance(item, _Seq) else item
                     gen._send("end", "cancelled")
                     gen.done = True
-                    continue
-                total = len(gen.prompt) + gen.max_new - 1
+            for head in [*self._preempted, *self._waiting]:
+                if len(self._running) >= self.max_batch:
+                    return
+                gen = head.gen if isinstance(head, _Seq) else head
+                ids = head.ids if isinstance(head, _Seq) else gen.prompt
                 matched, key = [], None
+                limit = (len(ids) - 1) // self.page_size  # at least the last token must run, to give the next logits
                 if gen.reuse and self.prefix_cache:
-                    # at least the prompt's last token must run, to give the first logits
-                    matched, key = self.pool.match(gen.prompt, sparse, (len(gen.prompt) - 1) // self.page_size)
-                need = self._pages_for(total) - len(matched)
-                if need > self.pool.available:
+                    matched, key = self.pool.match(ids, sparse, limit)
+                    if len(matched) < limit and self._inflight:
+                        nxt = next(chain_keys(ids, self.page_size, sparse, len(matched) + 1, key, len(matched)))
+                        if nxt in self._inflight:  # a running sequence is computing that very page: take it after
+                            self.pool.release(matched)
+                            continue
+                need = self._pages_for(len(ids) + 1) - len(matched)
+                if need + len(self._running) > self.pool.available:  # a page to spare for each running sequence
                     self.pool.release(matched)
                     return  # the head waits for pages (arrival order is kept)
-                self._waiting.popleft()
-                pages = matched + self.pool.allocate(need)
-                n_reused = len(matched) * self.page_size
-                self._running.append(_Seq(gen, pages, key, n_reused, sparse, self.page_size, self.device))
-                self.stats.reused += n_reused
-                gen._send("start", n_reused)
+                if isinstance(head, _Seq):
+                    self._preempted.remove(head)
+                else:
+                    self._waiting.remove(head)
+                seq = head if isinstance(head, _Seq) else _Seq(gen, self.page_size, self.device, sparse)
+                seq.place(matched + self.pool.allocate(need), key, len(matched) * self.page_size)
+                self._running.append(seq)
+                if self.prefix_cache:
+                    seq.inflight = list(chain_keys(seq.ids, self.page_size, sparse, None, key, seq.n_registered))
+                    for k in seq.inflight:
+                        self._inflight.setdefault(k, seq)
+                if not isinstance(head, _Seq):
+                    self.stats.reused += seq.n_cached
+                    gen._send("start", seq.n_cached)
+
+    def _untrack(self, seq: _Seq) -> None:
+        for k in seq.inflight:
+            if self._inflight.get(k) is seq:
+                del self._inflight[k]
+        seq.inflight = []
+
+    def _make_room(self, run: list[tuple[_Seq, int]]) -> list[tuple[_Seq, int]]:
+        """Give each sequence of ``run`` the pages its new tokens need, preempting the most recently admitted
+        sequences while the pool lacks them; the run without the preempted."""
+        for seq, n in run:
+            while seq in self._running:
+                want = self._pages_for(seq.n_cached + n) - len(seq.pages)
+                if want <= 0:
+                    break
+                with self._cv:
+                    if want <= self.pool.available:
+                        seq.grow(self.pool.allocate(want))
+                        break
+                if len(self._running) == 1:
+                    self._finish(seq, "error", ContextWindowError(
+                        f"BatchEngine: a sequence of {seq.n_cached + n} tokens outgrew the whole page pool "
+                        f"({self.pool.num_pages * self.page_size} tokens)", hint="raise cache_tokens"))
+                    break
+                self._preempt(self._running[-1])
+        return [(seq, n) for seq, n in run if seq in self._running]
+
+    def _preempt(self, seq: _Seq) -> None:
+        self._running.remove(seq)
+        self._untrack(seq)
+        with self._cv:
+            self.pool.release(seq.pages)
+            seq.place([], None, 0)
+            self._preempted.appendleft(seq)
+        self.stats.preemptions += 1
 
     def step(self) -> int:
         """One scheduling round: drop abandoned sequences, admit waiting ones, run one forward over all, sample.
@@ -337,6 +411,9 @@ class BatchEngine:
             if pending > 1:
                 budget -= n
             run.append((seq, n))
+        run = self._make_room(run)
+        if not run:
+            return 0
         logits = self._forward(run, sparse)
         dt = time.perf_counter() - t0
         st = self.stats
@@ -370,10 +447,14 @@ class BatchEngine:
         return forward_packed(self.model, self.pool, tokens, segments, sparse, self.batched_decode)
 
     def _graph(self, n: int, width: int, sparse: bool) -> BatchDecodeGraph:
-        key = (bucket(n), bucket(width, 4), sparse)
+        # Block tables round up to a power of two up to 64 pages, then to a multiple of 64: fewer captures for long
+        # sequences, at most 64 pages of padding gathered per row.
+        pages = bucket(width, 4) if width <= 64 else -(-width // 64) * 64
+        key = (bucket(n), pages, sparse)
         g = self._graphs.get(key)
         if g is None:
-            g = self._graphs[key] = BatchDecodeGraph(self.model, self.pool, key[0], key[1], sparse)
+            g = self._graphs[key] = BatchDecodeGraph(self.model, self.pool, key[0], key[1], sparse,
+                                                     mempool=self._graph_pool)
         return g
 
     def _register(self, seq: _Seq) -> None:
@@ -383,6 +464,8 @@ class BatchEngine:
         with self._cv:
             for key in chain_keys(seq.ids, self.page_size, seq.sparse, full, seq.key, seq.n_registered):
                 self.pool.register(seq.pages[seq.n_registered], key)
+                if self._inflight.get(key) is seq:
+                    del self._inflight[key]
                 seq.key = key
                 seq.n_registered += 1
 
@@ -391,12 +474,16 @@ class BatchEngine:
             return
         if self.valid_vocab is not None and logits.shape[-1] > self.valid_vocab:
             logits[:, self.valid_vocab:] = float("-inf")
-        plain = [j for seq, j in ready if seq.gen.mask is None and seq.gen.sampling.greedy
-                 and seq.gen.sampling.repetition_penalty == 1.0]
+        failed = self._mask_rows(ready, logits)
+        plain = [j for seq, j in ready if (seq.gen.mask is None or hasattr(seq.gen.mask, "mask_rows"))
+                 and seq.gen.sampling.greedy and seq.gen.sampling.repetition_penalty == 1.0]
         greedy = dict(zip(plain, logits[plain].argmax(-1).tolist(), strict=True)) if plain else {}
         now = time.perf_counter()
         for seq, j in ready:
             gen = seq.gen
+            if seq in failed:
+                self._finish(seq, "error", failed[seq])
+                continue
             try:
                 tok = greedy.get(j)
                 if tok is None:
@@ -421,9 +508,29 @@ class BatchEngine:
             elif seq.n_sampled >= gen.max_new:
                 self._finish(seq, "end", "length")
 
+    @staticmethod
+    def _mask_rows(ready: list[tuple[_Seq, int]], logits: torch.Tensor) -> dict[_Seq, Exception]:
+        """Mask in one call per class the rows whose masks offer ``mask_rows``; the sequences whose masks failed."""
+        groups: dict[type, list[tuple[_Seq, int]]] = {}
+        for seq, j in ready:
+            m = seq.gen.mask
+            if m is not None and hasattr(m, "mask_rows"):
+                groups.setdefault(type(m), []).append((seq, j))
+        failed: dict[_Seq, Exception] = {}
+        for cls, rows in groups.items():
+            idx = [j for _, j in rows]
+            sub = logits[idx]
+            try:
+                cls.mask_rows([seq.gen.mask for seq, _ in rows], sub)  # type: ignore[attr-defined]
+            except Exception as e:  # those grammars failed: their sequences alone end
+                failed.update((seq, e) for seq, _ in rows)
+                continue
+            logits[idx] = sub
+        return failed
+
     def _pick(self, seq: _Seq, row: torch.Tensor) -> int:
         gen = seq.gen
-        if gen.mask is not None:
+        if gen.mask is not None and not hasattr(gen.mask, "mask_rows"):
             gen.mask.mask(row)
         seen = None
         if gen.sampling.repetition_penalty != 1.0:

@@ -32,10 +32,11 @@ def bucket(n: int, smallest: int = 1) -> int:
 
 class BatchDecodeGraph:
     """Captured decode step for up to ``batch`` rows whose block tables fit ``max_pages`` pages (module docstring);
-    ``use_graph=None`` captures on CUDA only."""
+    ``use_graph=None`` captures on CUDA only. ``mempool``: a ``torch.cuda.graph_pool_handle()`` that the graphs of
+    one engine share (they replay one at a time, on one stream)."""
 
     def __init__(self, model: KeyeForCausalLM, pool: PagePool, batch: int, max_pages: int, sparse: bool,
-                 use_graph: bool | None = None, warmup: int = 2) -> None:
+                 use_graph: bool | None = None, warmup: int = 2, mempool: object = None) -> None:
         dev = model.model.embed_tokens.weight.device
         if pool.k.device != dev:
             raise ValueError(f"BatchDecodeGraph: pool on {pool.k.device} but model on {dev}")
@@ -50,6 +51,7 @@ class BatchDecodeGraph:
         self._host = torch.full((3, batch, max_pages), pool.scratch, dtype=torch.long, pin_memory=pin)
         self.logits: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
+        self._mempool = mempool
         if self.use_graph:
             self._capture(warmup)
 
@@ -66,7 +68,7 @@ class BatchDecodeGraph:
                 self._step()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, pool=self._mempool):
             self.logits = self._step()
 
     @torch.inference_mode()

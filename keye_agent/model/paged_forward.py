@@ -64,11 +64,14 @@ def _decode_attention(attn: torch.nn.Module, q: torch.Tensor, index: tuple[torch
                       pos: torch.Tensor) -> torch.Tensor:
     """q [B,1,Hq,D] of rows whose keys sit at slots ``table`` [B, S] (0..pos[b] valid) -> [B,1,Hq,D]."""
     kf, vf, ikf = views
-    k, v = kf[table], vf[table]  # [B, S, Hkv, D]
-    if index is not None:
+    if index is not None and attn.topk < table.shape[1]:
+        # DSA past top-k: gather only the selected keys (top-k per row, not the whole padded table).
         assert ikf is not None
-        return static_decode.decode_sparse(q, k, v, index[0], index[1], ikf[table], pos, attn.topk, attn.scale)
-    return static_decode.decode_dense(q, k, v, pos, attn.scale)
+        idx, keep = static_decode.decode_select(index[0], index[1], ikf[table], pos, attn.topk)
+        sel = table.gather(1, idx[:, 0])  # [B, K] slots
+        return ops._attend(q, kf[sel], vf[sel], keep[:, None].expand(q.shape[0], 1, -1), attn.scale)
+    # dense, or DSA whose top-k holds every visible key (the same attention)
+    return static_decode.decode_dense(q, kf[table], vf[table], pos, attn.scale)
 
 
 def forward_packed(model: KeyeForCausalLM, pool: PagePool, tokens: torch.Tensor, segments: Sequence[Segment],

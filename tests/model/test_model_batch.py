@@ -19,7 +19,7 @@ from keye_agent.model.batch import BatchEngine
 from keye_agent.model.generate import generate
 from keye_agent.model.sampling import SamplingParams
 
-MODES = [dict(), dict(batched_decode=True), dict(decode_graph=True)]
+MODES = [dict(batched_decode=False), dict(), dict(decode_graph=True)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,6 +68,8 @@ def test_batch_equals_sequential_greedy(make_tiny, sparse, topk, mode):
     assert engine.stats.max_running == 4 and engine.stats.decode_steps > 0
     # the third prompt shares 40 tokens (5 full pages) with the first, whose pages were registered by then
     assert results[2].reused_tokens == 40 and results[0].reused_tokens == 0
+    # the second, submitted with the first, waited for the first to compute the shared pages instead of prefilling
+    assert results[1].reused_tokens == 40
     assert engine.pool.used == 0  # every page is released; the full ones stay cached
 
 
@@ -124,8 +126,8 @@ def test_cancel_and_stop_free_pages_at_once(make_tiny):
     with torch.inference_mode():
         engine.step()
         engine.step()
-    # each holds the pages of its whole length (prompt + 50 new - 1) from admission on
-    assert engine.pool.used == sum(-(-(len(p) + 49) // 8) for p in prompts[:2])
+    # pages are taken as the sequences grow: after two steps each holds its prompt and first answer token
+    assert engine.pool.used == sum(-(-(len(p) + 1) // 8) for p in prompts[:2])
     cancelled.set()
     b.cancel()
     with torch.inference_mode():
@@ -150,10 +152,10 @@ def test_cancel_and_stop_free_pages_at_once(make_tiny):
 def test_a_request_waits_for_pages_and_one_that_never_fits_is_refused(make_tiny):
     model = make_tiny(seed=2)
     prompts = _prompts(4, model.config.vocab_size, tails=(8, 8))
-    # 60 tokens of pool: each request (48 prompt + 12 new - 1 = 59 tokens, 8 pages) fits alone, not two at once
+    # 8 pages of 8 tokens: one prompt of 48 tokens (7 pages with its first answer token) fits, not two
     engine = BatchEngine(model, max_batch=4, page_size=8, cache_tokens=64, start=False, prefix_cache=False)
     with pytest.raises(ContextWindowError, match="cache_tokens"):
-        engine.submit(list(range(60)), 12)
+        engine.submit(list(range(70)), 2)
     gens = [engine.submit(p, 12) for p in prompts[:2]]
     with torch.inference_mode():
         engine.step()
@@ -161,8 +163,29 @@ def test_a_request_waits_for_pages_and_one_that_never_fits_is_refused(make_tiny)
     _drain(engine)
     assert engine.stats.max_running == 1
     assert [g.result().token_ids for g in gens] == _sequential(model, prompts[:2], 12)
+    # a sequence that outgrows the whole pool alone ends with the same error
+    long = engine.submit(list(range(56)), 20)
+    _drain(engine)
+    with pytest.raises(ContextWindowError, match="outgrew the whole page pool"):
+        long.result()
+    assert engine.pool.used == 0
     with pytest.raises(ContextWindowError, match="max_seq_len"):
         BatchEngine(model, max_seq_len=32, start=False).submit(list(range(30)), 8)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_preempted_sequences_resume_where_they_stopped(make_tiny, sparse):
+    model = make_tiny(seed=9, sa_config={"topk": 6})
+    model.set_sparse(sparse)
+    prompts = _prompts(7, model.config.vocab_size, system=20, tails=(10, 12))[:2]
+    want = _sequential(model, prompts, 30)
+    # 12 pages of 8 tokens: both prompts fit, both answers (about 60 tokens, 8 pages each) do not
+    engine = BatchEngine(model, max_batch=2, page_size=8, cache_tokens=96, start=False)
+    gens = [engine.submit(p, 30) for p in prompts]
+    _drain(engine)
+    assert engine.stats.preemptions >= 1 and engine.stats.max_running == 2
+    assert [g.result().token_ids for g in gens] == want
+    assert engine.pool.used == 0
 
 
 def test_per_request_sampling_seed_stop_ids_and_masks(make_tiny):
