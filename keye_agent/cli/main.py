@@ -1,5 +1,5 @@
-"""The `keye-agent` command: `run`, `chat`, `demo`, `tools list|validate`, `version`, and the `sandbox` and `tau`
-groups.
+"""The `keye-agent` command: `run`, `chat`, `demo`, `serve`, `tools list|validate`, `version`, and the `sandbox`
+and `tau` groups.
 
 Errors print one line (and a hint), not a traceback; `--debug` anywhere on the command line shows tracebacks.
 Usage errors (a missing argument, an unknown option, a bad value) print the usage line and one line of error and
@@ -276,9 +276,11 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, mcp, sandbox
+    from . import demo, mcp, report, sandbox, serve
 
     app.command(name="demo")(demo.demo)
+    app.command(name="report")(report.report)
+    app.command(name="serve")(serve.serve)
     app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
     try:

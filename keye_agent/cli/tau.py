@@ -22,7 +22,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -37,17 +36,21 @@ from keye_agent.tau import (
     summarize,
 )
 from keye_agent.tau.participants import participant_factory
-from keye_agent.tau.schema import Task
 from keye_agent.types import GenerationSettings, ModelBackend
 
+from .progress import SimulationBar, err_console, spinner
 from .tracing import TraceOpt, close_tracer, open_tracer
 
 app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a domain, scored as tau2-bench does.",
                   no_args_is_help=True)
 console = Console()
 
-def _fail(e: Exception) -> None:
-    console.print(f"[red]error:[/red] {e}")
+def _fail(e: KeyeAgentError) -> None:
+    """An error of the run's set-up or of a results file: one line and its hint on stderr, exit 2."""
+    err = err_console()
+    err.print(f"[bold red]error:[/] {e.args[0] if e.args else e}", highlight=False, soft_wrap=True)
+    if e.hint:
+        err.print(f"[dim]hint: {e.hint}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -73,7 +76,7 @@ def _resolve(spec: str, base_url: str | None) -> ModelBackend:
     parsed = parse_model_spec(spec)
     if parsed.kind == "scripted":
         return load_model(parsed, base_url=base_url)
-    with Console(stderr=True).status(f"loading the model {spec}"):
+    with spinner(err_console(), f"loading the model {spec}"):
         return load_model(parsed, base_url=base_url)
 
 
@@ -143,16 +146,16 @@ def run(
             agent_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
-        if ray is None:
-            results = _run_with_progress(dom, tasks, agent_f, user_f, settings, quiet=as_json)
-        else:
-            from keye_agent.tau.ray_runner import RunSpec, run_tasks_ray
+        with SimulationBar(err_console(), dom.name) as bar:  # on stderr: with --json, stdout holds the summary only
+            if ray is None:
+                results = asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=bar))
+            else:
+                from keye_agent.tau.ray_runner import RunSpec, run_tasks_ray
 
-            spec = RunSpec(domain, agent_model, user_model, agent_base_url, user_base_url, judge_model,
-                           str(tau2_data) if tau2_data else None, task_set)
-            results = _run_with_progress(dom, tasks, None, None, settings, quiet=as_json, runner=lambda progress:
-                                         run_tasks_ray(dom, tasks, spec, settings, address=ray,
-                                                       workers=ray_workers, progress=progress))
+                spec = RunSpec(domain, agent_model, user_model, agent_base_url, user_base_url, judge_model,
+                               str(tau2_data) if tau2_data else None, task_set)
+                results = asyncio.run(run_tasks_ray(dom, tasks, spec, settings, address=ray, workers=ray_workers,
+                                                    progress=bar))
     except KeyeAgentError as e:
         _fail(e)
         return
@@ -165,26 +168,6 @@ def run(
     else:
         _print_summary(summary)
         console.print(f"results: {save_to}")
-
-
-def _run_with_progress(dom, tasks: list[Task], agent_f, user_f, settings: RunSettings, *, quiet: bool,
-                       runner=None) -> Results:
-    """The run under a progress bar; ``runner(progress)`` gives the coroutine (default: this process's runner)."""
-    rewards: list[float] = []
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("avg reward {task.fields[avg]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
-        job = bar.add_task(f"{dom.name}", total=None, avg="-")
-
-        def progress(done: int, total: int, sim) -> None:
-            if sim is not None:
-                rewards.append(sim.reward or 0.0)
-            avg = f"{sum(rewards) / len(rewards):.3f}" if rewards else "-"
-            bar.update(job, completed=done, total=total, avg=avg)
-
-        if runner is not None:
-            return asyncio.run(runner(progress))
-        return asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=progress))
 
 
 def _print_summary(*summaries: Summary, sources: list[str] | None = None) -> None:
