@@ -2,7 +2,7 @@
 # Make sure Debian's chromium is installed: the report tests render pages in it, headless (tests/report/).
 #
 # Idempotent and quick when it is there. scripts/test.sh starts this in the background (the install takes minutes
-# on a fresh machine); it writes its state to .cache/chromium.status (installing, ready or failed) and its log to
+# on a fresh machine); it writes its state to .cache/chromium.status (installing PID, ready or failed) and its log to
 # .cache/setup_chromium.log there, and the tests wait for "ready".
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ as_root() {
     fi
 }
 
-echo installing > "$STATUS"
+echo "installing $$" > "$STATUS"  # with its pid: a status left by a killed install is seen as stale
 trap 'echo failed > "$STATUS"' ERR
 start=$(date +%s)
 echo "setup_chromium: chromium missing; installing Debian's chromium"

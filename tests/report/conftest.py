@@ -22,12 +22,20 @@ def _find() -> str | None:
     return shutil.which("chromium")
 
 
+def _installing() -> bool:
+    """scripts/setup_chromium.sh is installing chromium now (its status names a pid that is still alive)."""
+    try:
+        state, _, pid = STATUS.read_text().strip().partition(" ")
+    except OSError:
+        return False
+    return state == "installing" and pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     exe = _find()
     deadline = time.monotonic() + WAIT_S
-    while exe is None and STATUS.is_file() and STATUS.read_text().strip() == "installing" \
-            and time.monotonic() < deadline:
+    while exe is None and _installing() and time.monotonic() < deadline:
         time.sleep(2)  # scripts/test.sh's background install is under way
         exe = _find()
     if exe is None:

@@ -90,3 +90,27 @@ def test_the_agent_loop_runs_a_tool_through_the_server(api):
     first = result.trajectory.steps[0]
     assert first.turn is not None and first.turn.tool_calls[0].name == "get_weather"
     assert first.tool_results and first.tool_results[0].ok and seen
+
+
+def test_serve_relays_another_server_through_the_openai_spec(api, tiny):
+    """`keye-agent serve --model openai:NAME` in front of another server: answers pass through, the upstream's
+    refusal of a long prompt stays a 400, and an upstream that is down is a 502."""
+    import httpx
+    import openai
+    from serve_fixtures import serving
+
+    relay_backend = load_model(f"openai:{MODEL}", base_url=api, context_window=10**6, max_retries=0)
+    with serving(relay_backend, model_name="relayed") as relay:
+        client = openai.OpenAI(base_url=relay, api_key="unused", max_retries=0, timeout=120)
+        r = client.chat.completions.create(model="relayed", messages=[{"role": "user", "content": "Weather?"}],
+                                           tools=[WEATHER], tool_choice="required", max_tokens=64)
+        assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
+        long = [{"role": "user", "content": "many words here " * tiny.context_window}]
+        err = httpx.post(relay + "/chat/completions", json={"model": "relayed", "messages": long}, timeout=120)
+        assert err.status_code == 400 and err.json()["error"]["code"] == "context_length_exceeded"
+    down = load_model("openai:gone", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    with serving(down, model_name="gone") as relay:
+        err = httpx.post(relay + "/chat/completions", json={"model": "gone", "messages": [{"role": "user",
+                                                                                            "content": "hi"}]},
+                         timeout=120)
+        assert err.status_code == 502 and err.json()["error"]["code"] == "upstream_error"
