@@ -124,8 +124,18 @@ def validate_registry_file(path: str | os.PathLike[str], *, env: Mapping[str, st
 
 
 def _secret_names(data: dict[str, Any]) -> list[str]:
+    """Variables whose values are secrets wherever ``${}`` uses them: those listed under ``secrets:`` and those an
+    ``auth:`` reads (``token_env``, ``key_env``), found before anything is expanded or checked, so no error
+    (a schema problem in an earlier tool, a bad URL) can quote one."""
     names = data.get("secrets")
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    found = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    auths = [data.get("defaults", {}).get("auth")] if isinstance(data.get("defaults"), dict) else []
+    tools = data.get("tools")
+    auths += [t.get("auth") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    for auth in auths:
+        if isinstance(auth, dict):
+            found += [auth[k] for k in ("token_env", "key_env") if isinstance(auth.get(k), str)]
+    return found
 
 
 def _prepare(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], SourceMap, list[ConfigError]]:
