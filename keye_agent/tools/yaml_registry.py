@@ -153,7 +153,11 @@ def _prepare(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], Source
 
 def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_defaults: dict[str, Any],
                parent_network: dict[str, Any] | None) -> None:
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (RuntimeError, OSError) as e:  # RuntimeError: a symlink loop, before Python 3.13
+        raise ConfigError(f"cannot read registry file {path}: {e}",
+                          hint="a symlink on this path points back at itself; point it at a file") from None
     if real in stack:
         chain = " -> ".join(str(s) for s in (*stack, real))
         raise ConfigError(f"include cycle: {chain}", hint="remove one of the include entries")
@@ -171,6 +175,9 @@ def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_def
     network = data.get("network", parent_network)
     for i, inc in enumerate(data.get("include") or []):
         inc_path = (path.parent / inc)
+        if inc_path.is_symlink() and not inc_path.exists():
+            raise smap.error(f"included file {inc!r} is a symlink that loops or points at nothing ({inc_path})",
+                             ("include", i), hint="point the symlink at a registry file")
         if not inc_path.exists():
             raise smap.error(f"included file {inc!r} not found (looked for {inc_path})", ("include", i),
                              hint="include paths are relative to the including file")
@@ -221,7 +228,11 @@ def _build(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults:
            base_dir: Path, ctx: _Context) -> list[Tool]:
     kind = spec["kind"]
     if kind == "http":
-        return [make_http_tool(_http_spec(spec, at, smap, defaults, policy, ctx))]
+        hs = _http_spec(spec, at, smap, defaults, policy, ctx)
+        try:
+            return [make_http_tool(hs)]
+        except ToolDefinitionError as e:
+            raise _definition_error(e, smap, at, "arguments") from None
     if kind == "python":
         return [_python_tool(spec, at, smap)]
     if kind == "builtin":
@@ -231,6 +242,15 @@ def _build(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults:
 
         return mcp_entry_tools(spec, at, smap, policy, base_dir, _auth(spec.get("auth"), at, smap, ctx)[0])
     return _openapi_tools(spec, at, smap, defaults, policy, base_dir, ctx)
+
+
+def _definition_error(e: ToolDefinitionError, smap: SourceMap, at: tuple[Any, ...], under: str) -> ConfigError:
+    """A tool's schema problem at its line: ``("properties", "n", "default")`` of an http tool's parameters is
+    ``arguments.n.default`` in the file (``under="arguments"``); of a python tool's, ``parameters.properties...``."""
+    path = e.schema_path
+    if under == "arguments":
+        path = path[1:] if path[:1] == ("properties",) else ()
+    return smap.error(str(e.args[0]), (*at, under, *path), hint=e.hint)
 
 
 def _setting(spec: dict[str, Any], defaults: dict[str, Any], key: str, fallback: Any) -> Any:
@@ -374,6 +394,8 @@ def _python_tool(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap) -> 
                                    parameters=spec["parameters"], fn=fn), spec)
         return _overrides(make_tool(fn, name=spec.get("name")), spec)
     except ToolDefinitionError as e:
+        if "parameters" in spec and e.schema_path:
+            raise _definition_error(e, smap, at, "parameters") from None
         raise smap.error(f"{spec['function']}: {e}", (*at, "function")) from None
 
 
