@@ -20,6 +20,7 @@ Every error the package raises on purpose derives from :class:`KeyeAgentError`::
     ├── TransientError              one failed attempt that a retry may fix (timeout, connection, 429, 5xx)
     ├── NetworkPolicyError          a URL refused by the network policy (private address, bad scheme)
     ├── MediaError                  an image or video that cannot be read, or is past its size budget
+    ├── RequestError                a request `keye-agent serve` refuses (HTTP status, the parameter at fault)
     └── TrajectoryError             a trajectory file that cannot be read
 
 The split that matters to the planner loop: subclasses of :class:`ToolError` and :class:`ModelOutputError` are
@@ -202,6 +203,21 @@ class MediaError(KeyeAgentError, ValueError):
     def __init__(self, message: str, *, source: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.source = source
+
+
+class RequestError(KeyeAgentError):
+    """A request the OpenAI-compatible server (:mod:`keye_agent.serve`) refuses, answered as OpenAI's error object
+    ``{"error": {"message", "type", "param", "code"}}``. ``status``: the HTTP status (400 a bad parameter, 401 a bad
+    key, 404 an unknown model, 413 a body past the limit, 429 a full queue); ``param``: the request field at fault
+    (``messages[2].role``), or None; ``error_type`` and ``code``: OpenAI's ``type`` and ``code``; ``retry_after``: seconds
+    for a Retry-After header."""
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None,
+                 error_type: str = "invalid_request_error", retry_after: float | None = None,
+                 hint: str | None = None) -> None:
+        self.status, self.param, self.code, self.retry_after = status, param, code, retry_after
+        self.error_type = error_type
+        super().__init__(message, hint=hint)
 
 
 class TrajectoryError(KeyeAgentError):

@@ -302,6 +302,9 @@ class StepRecord(BaseModel):
     started_at: float = Field(default_factory=time.time)
     duration_s: float = 0.0
     model_duration_s: float = 0.0
+    model_first_chunk_s: float | None = None
+    """From the model call to the first chunk its stream yielded (None: not streamed). A backend that holds a tool
+    call back until it is whole yields its first chunk then."""
     turn: AssistantTurn | None = None
     tool_results: list[ToolResult] = Field(default_factory=list)
     errors: list[Fault] = Field(default_factory=list)

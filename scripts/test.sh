@@ -14,6 +14,9 @@ if [ -f scripts/setup_docker.sh ]; then
   .venv/bin/python -m keye_agent.sandboxes build
   echo "setup: sandbox image ready in $(( $(date +%s) - t1 )) s"
 fi
+# Debian's chromium for the report tests (headless rendering): installed in the background, after the engine's own
+# apt-get; tests/report waits for .cache/chromium.status to say ready
+bash scripts/setup_chromium.sh > .cache/setup_chromium.log 2>&1 &
 tq=$(date +%s)
 # the public template the chat-template tests compare against (without it those tests fail, naming this script)
 if bash scripts/fetch_qwen3_template.sh >/dev/null; then

@@ -40,6 +40,8 @@ class Agent:
     :class:`RunResult`, never with an exception. A backend failure past its retries ends the run with status
     ``model_error``. ``first_tool_choice`` overrides the settings' ``tool_choice`` on the first step only
     (e.g. ``"required"`` to make a small model start with a tool call, then answer freely).
+    ``tracer`` (an OpenTelemetry ``Tracer`` or ``TracerProvider``) makes spans of every run: the run, its steps,
+    model calls and tool calls (see :mod:`keye_agent.trace`; needs the ``trace`` extra).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Agent:
         context: ContextPolicy | None = None,
         stream_deltas: bool = True,
         first_tool_choice: str | None = None,
+        tracer: Any = None,
     ) -> None:
         RunLimits(max_steps, max_total_tokens, max_wall_s, max_consecutive_errors)  # checked now, not at the first run
         self.model = model
@@ -78,6 +81,7 @@ class Agent:
         self.settings = settings or GenerationSettings()
         self.context = context or ContextPolicy()
         self.stream_deltas = stream_deltas
+        self.tracer = tracer
         self._runs: set[Run] = set()
 
     # ---- public entry points -------------------------------------------------------------------------------
@@ -130,8 +134,13 @@ class Agent:
     async def astream(self, task: str | Message, *, history: Sequence[Message] | None = None,
                       **limits: Unpack[LimitArgs]) -> AsyncIterator[Event]:
         """Async generator of the run's events (ends with :class:`RunFinished`)."""
-        async for ev in self.new_run(task, history=history, **limits).events():
-            yield ev
+        events = self.new_run(task, history=history, **limits).events()
+        try:
+            async for ev in events:
+                yield ev
+        finally:
+            # a consumer that stops early closes the run's own stream now, not whenever it is collected
+            await events.aclose()
 
     def cancel(self) -> None:
         """Stop every run of this agent in flight (to stop one, use its handle from :meth:`start`); each ends

@@ -140,7 +140,23 @@ class Run:
     # ---- the run ---------------------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[Event]:
-        """The run's events, to the end (the last is :class:`RunFinished`). A run is driven once."""
+        """The run's events, to the end (the last is :class:`RunFinished`). A run is driven once. With the agent's
+        ``tracer``, each event also goes to the run's spans (keye_agent.trace builds them from this stream)."""
+        if self.agent.tracer is None:
+            async for ev in self._events():
+                yield ev
+            return
+        from keye_agent.trace.spans import RunSpans
+
+        spans = RunSpans(self.agent.tracer, self)
+        try:
+            async for ev in self._events():
+                spans.on_event(ev)
+                yield ev
+        finally:
+            spans.close()
+
+    async def _events(self) -> AsyncIterator[Event]:
         if self._loop is not None:
             raise KeyeAgentError("this run was already started; each run is driven once")
         self._loop = asyncio.get_running_loop()
@@ -408,6 +424,8 @@ class Run:
                 self._count_interrupted(schemas, written)
                 raise
             return
+        t0 = time.perf_counter()
+        rec = self._current
         it = model.astream(self.conv.messages, schemas or None, settings).__aiter__()
         try:
             while True:
@@ -418,6 +436,8 @@ class Run:
                 except (asyncio.CancelledError, _EndRun):
                     self._count_interrupted(schemas, written)
                     raise
+                if rec is not None and rec.model_first_chunk_s is None:
+                    rec.model_first_chunk_s = time.perf_counter() - t0
                 if chunk.kind == "text":
                     written.append(chunk.text)
                     yield TextDelta(n, chunk.text)

@@ -1,5 +1,5 @@
-"""The `keye-agent` command: `run`, `chat`, `demo`, `tools list|validate`, `version`, and the `sandbox` and `tau`
-groups.
+"""The `keye-agent` command: `run`, `chat`, `demo`, `serve`, `tools list|validate`, `version`, and the `sandbox`
+and `tau` groups.
 
 Errors print one line (and a hint), not a traceback; `--debug` anywhere on the command line shows tracebacks.
 Usage errors (a missing argument, an unknown option, a bad value) print the usage line and one line of error and
@@ -33,6 +33,7 @@ from .setup import (
     model_options,
     prepare_sandbox,
 )
+from .tracing import TraceOpt, close_tracer, open_tracer
 
 app = typer.Typer(help="keye-agent: tool-calling agents around Keye-VL-2.0, from the terminal.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -123,6 +124,7 @@ def run(
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask the model for whole answers, not streams (servers that cannot stream tool calls).")] = False,
     image: Annotated[list[Path] | None, typer.Option("--image", help="Attach an image file to the task (repeatable).")] = None,
     video: Annotated[list[Path] | None, typer.Option("--video", help="Attach a video file to the task (repeatable; sampled at 2 fps).")] = None,
+    trace: TraceOpt = None,
 ) -> None:
     """Run one task to the end and print what happened."""
     from keye_agent.agent import Agent
@@ -133,6 +135,7 @@ def run(
 
     out = Console(stderr=as_json, highlight=False)  # with --json, progress goes to stderr and stdout holds only the JSON
     err = _stderr()
+    tracer = open_tracer(trace)  # the SDK's tracer provider (atexit shuts it down should a check below fail)
     mopts, registry = _session(model, base_url, random_weights, constrained,
                                ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
                                tool_choice, err, first_tool_choice)
@@ -141,13 +144,14 @@ def run(
         agent = Agent(backend, registry, instructions=system, first_tool_choice=first_tool_choice,
                       stream_deltas=not no_stream,
                       settings=generation_settings(max_tokens, temperature, tool_choice, seed),
-                      approve=_approver(out, yes))
+                      approve=_approver(out, yes), tracer=tracer)
         waiting = Waiting(err)
         result = drive(agent, with_attachments(task, parts), waiting if as_json else EventPrinter(out, show_steps=True, waiting=waiting),
                        max_steps=max_steps)
         waiting.stop()
     finally:
         close_tools(registry)
+        close_tracer(tracer)
     saved = None
     if save is not None:
         saved = str(result.trajectory.save(save, result))
@@ -181,21 +185,24 @@ def chat(
     temperature: TempOpt = 0.0,
     seed: SeedOpt = None,
     history_file: Annotated[Path | None, typer.Option("--history-file", help="Input history (default ~/.keye_agent/history).")] = None,
+    trace: TraceOpt = None,
 ) -> None:
     """Talk with an agent: streamed answers, tool panels, slash commands (/help lists them)."""
     from .repl import Repl
 
     err = _stderr()
+    tracer = open_tracer(trace)
     mopts, registry = _session(model, base_url, random_weights, constrained,
                                ToolOptions(files=list(tools or []), sandbox=sandbox, search=search, mcp=list(mcp or [])),
                                tool_choice, err)
     try:
         repl = Repl(build_model(mopts, err), registry, model_options=mopts, instructions=system, max_steps=max_steps,
                     settings=generation_settings(max_tokens, temperature, tool_choice, seed),
-                    history_file=history_file)
+                    history_file=history_file, tracer=tracer)
         repl.run()
     finally:
         close_tools(registry)
+        close_tracer(tracer)
 
 
 @tools_app.command("list")
@@ -203,12 +210,14 @@ def tools_list(
     tools: ToolsOpt = None,
     sandbox: SandboxOpt = False,
     search: SearchOpt = None,
+    mcp: McpOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the OpenAI-format schemas as JSON.")] = False,
 ) -> None:
     """List the tools a session with these options would have (plus built-ins that can be added)."""
     from keye_agent.tools import available_builtins
 
-    registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search))
+    registry = build_registry(ToolOptions(files=list(tools or []), sandbox=sandbox, search=search,
+                                          mcp=list(mcp or [])))
     try:
         if as_json:
             typer.echo(json.dumps(registry.schemas(), indent=2, ensure_ascii=False))
@@ -217,7 +226,7 @@ def tools_list(
         if len(registry):
             console.print(tools_table(registry))
         else:
-            console.print("no tools given (add --tools FILE, --sandbox or --search SPEC)")
+            console.print("no tools given (add --tools FILE, --sandbox, --search SPEC or --mcp SERVER)")
         console.print(f"built-in tools (entry points): {', '.join(available_builtins()) or 'none'}")
     finally:
         close_tools(registry)
@@ -267,9 +276,11 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, mcp, sandbox
+    from . import demo, mcp, report, sandbox, serve
 
     app.command(name="demo")(demo.demo)
+    app.command(name="report")(report.report)
+    app.command(name="serve")(serve.serve)
     app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
     try:
@@ -332,6 +343,10 @@ def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    if args[:2] == ["tau", "run"]:
+        from .tau import ray_argv
+
+        args = ray_argv(args)
     try:
         rc = app(args=args, prog_name="keye-agent", standalone_mode=False)
         return rc if isinstance(rc, int) else 0

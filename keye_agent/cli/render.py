@@ -9,7 +9,6 @@ import json
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
-from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -29,6 +28,8 @@ from keye_agent.agent.events import (
 from keye_agent.tools import ToolRegistry
 from keye_agent.types import RunResult, ToolCall, Trajectory
 
+from .progress import Spinner, spinner
+
 RESULT_CHARS = 800
 
 
@@ -44,13 +45,12 @@ class Waiting:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self._status: Status | None = None
+        self._status: Spinner | None = None
 
     def __call__(self, ev: Event) -> None:
         self.stop()
         if isinstance(ev, StepStarted):
-            self._status = self.console.status(f"step {ev.step}: waiting for the model's first token")
-            self._status.start()
+            self._status = spinner(self.console, f"step {ev.step}: waiting for the model's first token").start()
 
     def stop(self) -> None:
         if self._status is not None:

@@ -93,8 +93,10 @@ class Repl:
 
     def __init__(self, model: ModelBackend, tools: ToolRegistry, *, model_options: ModelOptions | None = None,
                  instructions: str | None = None, max_steps: int = 10, settings: GenerationSettings | None = None,
-                 history_file: Path | None = None, console: Console | None = None) -> None:
+                 history_file: Path | None = None, console: Console | None = None, tracer: Any = None) -> None:
         self.model = model
+        self.tracer = tracer
+        """An OpenTelemetry tracer (provider) for every message's run (``chat --trace``)."""
         self.tools = tools
         self.model_options = model_options
         self.instructions = instructions
@@ -155,7 +157,7 @@ class Repl:
     async def ask(self, text: str) -> None:
         """Run one user message through the agent, printing its events; Ctrl-C cancels the step in flight."""
         agent = Agent(self.model, self.tools, instructions=self.instructions, settings=self.settings,
-                      approve=self._approve)
+                      approve=self._approve, tracer=self.tracer)
         printer = EventPrinter(self.console, waiting=Waiting(Console(stderr=True)), keep_all="/save keeps all")
         try:
             task, self.attachments = with_attachments(text, self.attachments), []

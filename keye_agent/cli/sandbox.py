@@ -19,10 +19,22 @@ def _fail(e: SandboxError) -> None:
 @app.command()
 def build(force: bool = typer.Option(False, "--force", help="Rebuild even if the image exists.")) -> None:
     """Build the sandbox image (debootstrap + docker import) if the current recipe's image is missing."""
+    import time
+
+    from keye_agent.sandboxes._docker import image_exists
     from keye_agent.sandboxes.build import build_image
+    from keye_agent.sandboxes.recipe import DEFAULT_RECIPE
+
+    from .progress import err_console, spinner
 
     try:
-        build_image(force=force, log=typer.echo)
+        if not force and image_exists(DEFAULT_RECIPE.image_tag):
+            typer.echo(f"{DEFAULT_RECIPE.image_tag} is up to date")
+            return
+        t0 = time.monotonic()
+        with spinner(err_console(), f"building the sandbox image {DEFAULT_RECIPE.image_tag} (a few minutes)") as wait:
+            tag = build_image(force=force, log=wait.log)  # on a terminal its log lines show in the spinner
+        typer.echo(f"built {tag} in {time.monotonic() - t0:.0f} s")
     except SandboxError as e:
         _fail(e)
 

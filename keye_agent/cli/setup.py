@@ -20,6 +20,8 @@ from keye_agent.errors import ConfigError
 from keye_agent.tools import Tool, ToolRegistry, load_builtin
 from keye_agent.types import GenerationSettings, ModelBackend
 
+from .progress import spinner
+
 TOOL_CHOICES = ("auto", "required", "none")
 
 
@@ -161,13 +163,13 @@ def prepare_sandbox(console: Console) -> None:
     from keye_agent.sandboxes import SandboxConfig, build_image, default_image
     from keye_agent.sandboxes._docker import docker_client, image_exists
 
-    with console.status("connecting to the Docker engine"):
+    with spinner(console, "connecting to the Docker engine"):
         docker_client()
     image = SandboxConfig().image or default_image()
     if image_exists(image):
         return
-    with console.status(f"building the sandbox image {image} (once; a few minutes)") as status:
-        build_image(log=lambda line: status.update(f"building the sandbox image: {line}"))
+    with spinner(console, f"building the sandbox image {image} (once; a few minutes)") as wait:
+        build_image(log=wait.log)
     console.print(f"[dim]built the sandbox image {image}[/]")
 
 
@@ -179,8 +181,8 @@ def build_model(opts: ModelOptions, console: Console | None = None) -> ModelBack
 
     if console is None or opts.spec.kind == "scripted":
         return load()
-    with console.status(f"loading the model {opts.spec.text}" + (" (fetched once on first use)"
-                                                                  if opts.spec.kind == "demo" else "")):
+    with spinner(console, f"loading the model {opts.spec.text}" + (" (fetched once on first use)"
+                                                                   if opts.spec.kind == "demo" else "")):
         return load()
 
 

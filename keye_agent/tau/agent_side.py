@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from keye_agent.agent import Agent, FinalAnswer, RunFinished, StepFinished
 from keye_agent.types import (
@@ -61,11 +62,11 @@ class AgentSide:
     """Wraps an :class:`Agent` whose tools act on ``env``'s agent toolkit."""
 
     def __init__(self, model: ModelBackend, env: Environment, *, settings: GenerationSettings | None = None,
-                 max_steps_per_reply: int = 30, max_consecutive_errors: int = 5) -> None:
+                 max_steps_per_reply: int = 30, max_consecutive_errors: int = 5, tracer: Any = None) -> None:
         self.agent = Agent(model, tools=env.tools.registry(), instructions=AGENT_INSTRUCTIONS.format(policy=env.policy),
                            max_steps=max_steps_per_reply, max_consecutive_errors=max_consecutive_errors,
                            final_answer_tool=False, settings=settings or GenerationSettings(temperature=0.0),
-                           stream_deltas=False)
+                           stream_deltas=False, tracer=tracer)
 
     async def respond(self, trajectory: list[TauMessage], reply: AgentReply,
                       max_steps: int | None = None) -> AsyncIterator[TauMessage]:

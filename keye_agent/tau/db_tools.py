@@ -27,11 +27,13 @@ The steps (each may store its value under a name with ``as: NAME``, usable later
                                when none); ``return: key`` gives its key instead of the record
 ``list: TABLE`` (+ ``where:``) the records of a table, all or those matching
 ``set: PATH`` + ``value:``     write a value (the parent must exist)
+``update: PATH`` + ``value:``  merge a mapping's fields into the object there (which must exist)
 ``add: PATH`` + ``value:``     add a number to the number there
 ``append: PATH`` + ``value:``  append to the list there
 ``delete: PATH``               remove the key there
 ``next_id: TABLE``             ``prefix`` + (number of records + 1), e.g. ``task_3``
-``python: FILE.py:FUNCTION``   (as a tool's whole body) ``FUNCTION(db, **arguments)``; raise to refuse the call
+``python: FILE.py:FUNCTION``   (as a tool's whole body) ``FUNCTION(db, **arguments)``; raise to refuse the call;
+                               an ``async def`` is awaited (so a slow body lets other simulations run meanwhile)
 =============================  ==================================================================================
 
 A string that is exactly ``"{name}"`` stands for that argument's or variable's value (its type kept); other
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import re
 import string
 from collections.abc import Callable
@@ -57,9 +60,10 @@ from keye_agent.tools.yaml_source import SourceMap, read_yaml
 from .messages import tool_output_text
 from .toolkit import Toolkit
 
-OPS = ("get", "require", "check", "find", "list", "set", "add", "append", "delete", "next_id")
+OPS = ("get", "require", "check", "find", "list", "set", "update", "add", "append", "delete", "next_id")
 _STEP_KEYS = {"get": {"error"}, "require": {"error"}, "check": {"equals", "in", "error"},
-              "find": {"where", "error", "return"}, "list": {"where"}, "set": {"value"}, "add": {"value"},
+              "find": {"where", "error", "return"}, "list": {"where"}, "set": {"value"},
+              "update": {"value", "error"}, "add": {"value"},
               "append": {"value"}, "delete": {"error"}, "next_id": {"prefix"}}
 _TOOL_KEYS = {"name", "kind", "description", "arguments", "steps", "returns", "python", "offered"}
 _ARG_KEYS = {"type", "description", "enum", "items", "properties", "minimum", "maximum", "minLength", "maxLength",
@@ -175,6 +179,13 @@ def run_steps(tool: DbTool, db: Any, arguments: dict[str, Any]) -> Any:
             key: Any = int(last) if isinstance(parent, list) else last
             if op == "set":
                 parent[key] = value = fill(step["value"], scope)
+            elif op == "update":
+                if not _exists(db, path):
+                    raise ValueError(error)
+                if not isinstance(parent[key], dict):
+                    raise ValueError(f"{path} is not an object")
+                parent[key].update(fill(step["value"], scope))
+                value = copy.deepcopy(parent[key])
             elif op == "add":
                 if not isinstance(parent.get(key) if isinstance(parent, dict) else parent[key], int | float):
                     raise ValueError(f"{path} is not a number")
@@ -244,7 +255,8 @@ class DbToolkit(Toolkit):
 
     async def invoke(self, name: str, arguments: dict[str, Any]) -> Any:
         try:
-            return self._run(name, arguments)
+            value = self._run(name, arguments)
+            return await value if inspect.isawaitable(value) else value
         except KeyeAgentError:
             raise
         except Exception as e:  # noqa: BLE001 - a refused call is the model's business, as in Toolkit.invoke
@@ -346,8 +358,11 @@ def _check_step(step: Any, at: tuple[Any, ...], smap: SourceMap, known: set[str]
                              hint=f"a {op} step takes: {', '.join(sorted(_STEP_KEYS[op] | {'as'}))}")
     if not isinstance(step[op], str) or not step[op].strip("/"):
         raise smap.error(f"{op}: needs a path into db.json", (*at, op), hint="e.g. orders/{order_id}/status")
-    if op in ("set", "add", "append") and "value" not in step:
+    if op in ("set", "update", "add", "append") and "value" not in step:
         raise smap.error(f"a {op} step needs value:", at, hint=f"{op}: {step[op]}\n  value: ...")
+    if op == "update" and not isinstance(step["value"], dict):
+        raise smap.error("an update step's value: is a mapping of the fields to change", (*at, "value"),
+                         hint="e.g. value: {status: cancelled, note: \"{reason}\"}")
     if op == "check" and ("equals" in step) == ("in" in step):
         raise smap.error("a check step needs equals: or in:", at, hint="e.g. equals: pending")
     if "as" in step and not (isinstance(step["as"], str) and _NAME.match(step["as"])):

@@ -67,9 +67,11 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
                          agent_settings: GenerationSettings | None = None,
                          user_settings: GenerationSettings | None = None,
                          user_guidelines: str | None = None,
-                         on_finish: Callable[[Environment], Awaitable[None]] | None = None) -> SimulationRun:
+                         on_finish: Callable[[Environment], Awaitable[None]] | None = None,
+                         agent_tracer: Any = None) -> SimulationRun:
     """Run one simulation of ``task`` and return its record (not yet evaluated). ``on_finish`` sees the live
-    environment in its final state, before it is closed (tests compare it with upstream's)."""
+    environment in its final state, before it is closed (tests compare it with upstream's). ``agent_tracer``: an
+    OpenTelemetry tracer (provider) for the agent's runs."""
     limits = limits or Limits()
     start_iso, t0 = now_iso(), time.perf_counter()
     env = await domain.make_environment()
@@ -88,7 +90,8 @@ async def run_simulation(task: Task, domain: Domain, agent_model: ModelBackend, 
         state = _State(trajectory=list(history))
         a_settings = _seeded(agent_settings, seed)
         u_settings = _seeded(user_settings, seed)
-        agent = AgentSide(agent_model, env, settings=a_settings, max_steps_per_reply=limits.max_steps_per_reply)
+        agent = AgentSide(agent_model, env, settings=a_settings, max_steps_per_reply=limits.max_steps_per_reply,
+                          tracer=agent_tracer)
         user_tools = None
         if env.user_tools is not None and task.user_tools != []:
             user_tools = env.user_tools.registry(include=task.user_tools)

@@ -126,7 +126,9 @@ class Results(BaseModel):
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ResultsError(f"cannot read results file {path}: {e.strerror}") from e
+            raise ResultsError(f"cannot read results file {path}: {e.strerror}",
+                               hint="pass the --save-to file of a `keye-agent tau run` (paths are relative to the "
+                                    "current directory)") from e
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -7,7 +7,7 @@ import asyncio
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,8 @@ RERUN_ON_RESUME = ("unexpected_error", "infrastructure_error")
 
 BackendFactory = Callable[[Task, int], ModelBackend]
 """Gives the backend for (task, trial): one shared model, or a fresh scripted one per simulation."""
+Simulator = Callable[[Task, int, "int | None"], Awaitable[SimulationRun]]
+"""Runs and scores the simulation of (task, trial, seed) somewhere: in this process, or on a Ray worker."""
 ProgressCallback = Callable[[int, int, SimulationRun | None], None]
 
 
@@ -49,6 +51,8 @@ class RunSettings:
     ``agent_name`` is oracle / idle (so scripted results never pass for a model's)."""
     user_implementation: str | None = None
     """Likewise for the user: "user_simulator", or "oracle_user" when ``user_name`` is oracle."""
+    tracer: Any = None
+    """An OpenTelemetry tracer (provider): a span per simulation, the agent's runs inside it (keye_agent.trace)."""
 
 
 _SCRIPTED = {"agent": {"oracle": "oracle_agent", "idle": "idle_agent"}, "user": {"oracle": "oracle_user"}}
@@ -110,10 +114,21 @@ def _open_results(domain: Domain, tasks: list[Task], s: RunSettings) -> Results:
     return old
 
 
-async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFactory, user_factory: BackendFactory,
-                    settings: RunSettings, *, progress: ProgressCallback | None = None) -> Results:
-    """Run every (task, trial) not already in the results file; returns all results, old and new."""
+async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFactory | None,
+                    user_factory: BackendFactory | None, settings: RunSettings, *,
+                    progress: ProgressCallback | None = None, simulate: Simulator | None = None) -> Results:
+    """Run every (task, trial) not already in the results file; returns all results, old and new. Each finished
+    simulation reaches the checkpoint at once, wherever ``simulate`` ran it (default: here, with the factories)."""
     s = settings
+    if simulate is None and (agent_factory is None or user_factory is None):
+        raise ResultsError("run_tasks needs an agent and a user factory, or a simulator")
+
+    async def here(task: Task, trial: int, seed: int | None) -> SimulationRun:
+        assert agent_factory is not None and user_factory is not None
+        return await _simulate(domain, task, trial, seed, agent_factory, user_factory, s)
+
+    run_one = simulate or here
+
     if s.num_trials < 1 or s.max_concurrency < 1:
         raise ResultsError("--num-trials and --max-concurrency must be at least 1")
     results = _open_results(domain, tasks, s)
@@ -135,7 +150,7 @@ async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFac
     async def one(task: Task, trial: int) -> None:
         nonlocal finished, last_save
         async with sem:
-            sim = await _simulate(domain, task, trial, seeds[trial], agent_factory, user_factory, s)
+            sim = await run_one(task, trial, seeds[trial])
         async with lock:
             results.simulations.append(sim)
             if ckpt is not None and s.save_to:
@@ -158,11 +173,22 @@ async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFac
 
 async def _simulate(domain: Domain, task: Task, trial: int, seed: int | None, agent_factory: BackendFactory,
                     user_factory: BackendFactory, s: RunSettings) -> SimulationRun:
+    if s.tracer is None:
+        return await _simulate_once(domain, task, trial, seed, agent_factory, user_factory, s)
+    from keye_agent.trace.workflow import traced_simulation
+
+    return await traced_simulation(s.tracer, domain.name, task.id, trial, _simulate_once(
+        domain, task, trial, seed, agent_factory, user_factory, s))
+
+
+async def _simulate_once(domain: Domain, task: Task, trial: int, seed: int | None, agent_factory: BackendFactory,
+                         user_factory: BackendFactory, s: RunSettings) -> SimulationRun:
     start = datetime.now().isoformat()
     try:
         sim = await run_simulation(task, domain, agent_factory(task, trial), user_factory(task, trial), trial=trial,
                                    seed=seed, limits=s.limits, agent_settings=s.agent_settings,
-                                   user_settings=s.user_settings, user_guidelines=s.user_guidelines)
+                                   user_settings=s.user_settings, user_guidelines=s.user_guidelines,
+                                   agent_tracer=s.tracer)
         sim.reward_info = await evaluate(sim.messages, sim.termination_reason, task, domain, judge=s.judge)
         return sim
     except asyncio.CancelledError:

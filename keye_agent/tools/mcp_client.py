@@ -106,6 +106,7 @@ class MCPConnection:
         self._broken: str | None = None
         self._closed = False
         self._close_lock = threading.Lock()
+        self._http_status: int | None = None  # the last HTTP error status the server answered (the SDK drops it)
 
     # -- opening -----------------------------------------------------------------------------------------------
 
@@ -128,10 +129,18 @@ class MCPConnection:
             raise
         except Exception as e:  # noqa: BLE001 - whatever the SDK or the child raised, named with the server
             self.close()
-            raise KeyeAgentError(f"cannot connect to MCP server {self.config.label!r}: {_describe(e)}",
+            raise KeyeAgentError(f"cannot connect to MCP server {self.config.label!r}: {self._why(e)}",
                                  hint=self._hint()) from None
 
+    def _why(self, e: BaseException) -> str:
+        if self._http_status is not None:
+            return f"the server answered HTTP {self._http_status} ({_describe(e)})"
+        return _describe(e)
+
     def _hint(self) -> str:
+        if self._http_status in (401, 403):
+            return ("the server refused the credentials: check the entry's headers/auth and the environment "
+                    "variables they name")
         if self.config.command is not None:
             return f"run `{' '.join([self.config.command, *self.config.args])}` by hand to see why it fails"
         return f"is the server listening at {self.config.url}?"
@@ -148,7 +157,11 @@ class MCPConnection:
             from mcp.client.streamable_http import streamable_http_client
 
             # the SDK owns (and closes) an http client it creates; one we pass in is ours to close: the stack does
-            http = httpx2.AsyncClient(headers=dict(c.headers), timeout=httpx2.Timeout(30.0, read=300.0))
+            async def note_status(response: Any) -> None:
+                self._http_status = response.status_code if response.status_code >= 400 else None
+
+            http = httpx2.AsyncClient(headers=dict(c.headers), timeout=httpx2.Timeout(30.0, read=300.0),
+                                      event_hooks={"response": [note_status]})
             server = _OwnedHttp(streamable_http_client(c.url or "", http_client=http), http)
         return Client(server, read_timeout_seconds=c.timeout_s, cache=None)
 

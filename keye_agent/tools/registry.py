@@ -168,7 +168,7 @@ class ToolRegistry:
                 value = await self._invoke(t, args)
             except (ToolExecutionError, ToolTimeoutError) as first:
                 # the common path pays nothing for retries: the retrier exists only after a transient failure
-                if t.retries <= 0 or not is_transient(first):
+                if t.retries <= 0 or not self._may_retry(t, first):
                     raise
                 retrier = self._retrier(t)
                 try:
@@ -201,6 +201,14 @@ class ToolRegistry:
             error_kind=tool_error_kind(e), duration_s=time.perf_counter() - start, attempts=max(attempts, 1),
         )
 
+    @staticmethod
+    def _may_retry(t: Tool, exc: BaseException) -> bool:
+        """A transient fault, except a timeout of a tool that changes state: its first attempt may have done the
+        change (a sync tool even runs on after its timeout), so a second one could do it twice."""
+        if t.mutates_state and isinstance(exc, ToolTimeoutError):
+            return False
+        return is_transient(exc)
+
     def _retrier(self, t: Tool) -> Retrier:
         """The retry state of one call of ``t``: a wait is never longer than the tool's own limit (its
         ``max_retry_wait_s``, else its timeout): a server that asks for more gets the error back at once, not a
@@ -208,7 +216,7 @@ class ToolRegistry:
         limit = t.max_retry_wait_s if t.max_retry_wait_s is not None else t.timeout_s
         cap = self.max_retry_after_s if limit is None else min(self.max_retry_after_s, limit)
         backoff = Backoff(base_s=self.backoff_base_s, max_s=min(self.backoff_max_s, cap), max_retry_after_s=cap)
-        return Retrier(backoff, attempts=1 + t.retries)
+        return Retrier(backoff, attempts=1 + t.retries, transient=lambda e: self._may_retry(t, e))
 
     async def _invoke(self, t: Tool, args: dict[str, Any]) -> Any:
         if t.is_async:

@@ -1,7 +1,7 @@
 """Domain folders without Python: tools declared in tools.yaml as steps over db.json (keye_agent.tau.db_tools).
 
-The README's "Write a domain" folder is built from the README itself and run through the real CLI, orchestrator,
-agent loop and evaluator; each step kind, the python: body and the errors a bad folder gets (file, line, fix) are
+The README's "Write a domain" folder (examples/tau_library, shown whole in the README) runs through the real CLI,
+orchestrator, agent loop and evaluator; each step kind, the python: body and the errors a bad folder gets (file, line, fix) are
 checked on small folders of their own."""
 
 from __future__ import annotations
@@ -17,38 +17,53 @@ import pytest
 from keye_agent.errors import ConfigError
 from keye_agent.tau import IdleAgent, OracleUser, RunSettings, load_domain, run_tasks
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+EXAMPLE = ROOT / "examples" / "tau_library"
 
 
-def _readme_folder(root: Path) -> Path:
+def test_readme_shows_the_example_folder_as_it_is() -> None:
     section = README.read_text().split("## Write a domain", 1)[1].split("\n## ", 1)[0]
-    files = re.findall(r"`library/([\w.]+)`:\n\n```\w+\n(.*?)```", section, re.S)
-    assert {f for f, _ in files} == {"policy.md", "db.json", "tools.yaml", "tasks.json"}
-    folder = root / "library"
-    folder.mkdir()
-    for name, text in files:
-        (folder / name).write_text(text)
-    return folder
+    files = dict(re.findall(r"`examples/tau_library/([\w.]+)`:\n\n```\w+\n(.*?)```", section, re.S))
+    assert files == {p.name: p.read_text() for p in EXAMPLE.iterdir() if p.is_file()}
+    assert "--domain examples/tau_library --agent-model oracle --user-model oracle" in section
 
 
-def test_readme_domain_runs_from_the_cli(tmp_path) -> None:
+def test_the_example_domain_runs_from_the_cli(tmp_path) -> None:
+    """The README's command on examples/tau_library: the oracle meets every task; the results file is tau2's."""
     from typer.testing import CliRunner
 
     from keye_agent.cli.tau import app
 
-    folder = _readme_folder(tmp_path)
+    from .test_tau2_format import check_tau2_format
+
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(app, ["run", "--domain", str(folder), "--agent-model", "oracle", "--user-model",
+    r = CliRunner().invoke(app, ["run", "--domain", str(EXAMPLE), "--agent-model", "oracle", "--user-model",
                                  "oracle", "--save-to", str(out), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.strip().splitlines()[-1])["avg_reward"] == 1.0
-    sim = json.loads(out.read_text())["simulations"][0]
-    tool_msgs = [m["content"] for m in sim["messages"] if m["role"] == "tool"]
-    assert tool_msgs == ["m1", "m1 borrowed b1"]
-    # an agent that does nothing leaves the database as it was: the DB check fails
-    d = load_domain(str(folder))
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["num_simulations"] == 2 and summary["avg_reward"] == 1.0
+    d = load_domain(str(EXAMPLE))
+    check_tau2_format(out, d)
+    sims = {s["task_id"]: s for s in json.loads(out.read_text())["simulations"]}
+    tool_msgs = [m["content"] for m in sims["return_emma_late"]["messages"] if m["role"] == "tool"]
+    assert tool_msgs == ["m2", '{"days_late": "7", "fee": "3.5"}', "b2 returned"]  # tau2's output text
+    # an agent that does nothing leaves the database as it was: every DB check fails
     res = asyncio.run(run_tasks(d, d.tasks, lambda t, k: IdleAgent(t), lambda t, k: OracleUser(t), RunSettings()))
-    assert res.simulations[0].reward == 0.0
+    assert [s.reward for s in res.simulations] == [0.0, 0.0]
+
+
+def test_the_example_tools_refuse_with_their_errors() -> None:
+    d = load_domain(str(EXAMPLE))
+    out, db = asyncio.run(_calls(d, [
+        ("borrow_book", {"member_id": "m1", "book_id": "b2"}), ("borrow_book", {"member_id": "m9", "book_id": "b1"}),
+        ("borrow_book", {"member_id": "m1", "book_id": "b3"}), ("late_fee", {"member_id": "m1", "book_id": "b3"}),
+        ("return_book", {"member_id": "m1", "book_id": "b1"}), ("find_member", {"email": "x@y.z"})]))
+    assert out == ["error: Book b2 is not available", "error: Member m9 not found", "m1 borrowed Dune Messiah",
+                   "{'days_late': 0, 'fee': 0.0}", "error: Member m1 has no loan of book b1",
+                   "error: No member with email x@y.z"]
+    assert db["members"]["m1"]["loans"] == {"b3": {"title": "Dune Messiah", "due": "2026-12-22"}}
+    assert db["books"]["b3"]["available"] is False
 
 
 def _folder(tmp_path: Path, tools_yaml: str, db: dict | None = None, extra: dict[str, str] | None = None) -> Path:
@@ -120,6 +135,16 @@ def test_every_step_kind(tmp_path) -> None:
             steps:
               - list: items
                 where: {title: "{title}"}
+          - name: rename
+            kind: write
+            description: Change an item's title.
+            arguments:
+              item_id: {type: string, description: The item, required: true}
+              title: {type: string, description: The new title, required: true}
+            steps:
+              - update: items/{item_id}
+                value: {title: "{title}"}
+                error: No item {item_id}
           - name: remove
             kind: write
             description: Remove an item.
@@ -136,11 +161,14 @@ def test_every_step_kind(tmp_path) -> None:
                                                                                              "by": 2}),
         ("restock", {"item_id": "nope", "by": 1}), ("tag", {"item_id": "item_1", "tag": "blue"}),
         ("tag", {"item_id": "item_2", "tag": "x"}), ("find_by_title", {"title": "pen"}),
-        ("remove", {"item_id": "item_2"}), ("remove", {"item_id": "item_2"})]))
+        ("remove", {"item_id": "item_2"}), ("remove", {"item_id": "item_2"}), ("rename", {"item_id": "item_2",
+                                                                                        "title": "x"}),
+        ("rename", {"item_id": "item_1", "title": "quill"})]))
     assert out == ["item_1", "item_2", "3", "error: No item nope", "blue", "error: Item item_2 is sold out or unknown",
                    "[{'title': 'pen', 'qty': 3, 'tags': ['blue']}]",
-                   "{'item_1': {'title': 'pen', 'qty': 3, 'tags': ['blue']}}", "error: No item item_2"]
-    assert db == {"items": {"item_1": {"title": "pen", "qty": 3, "tags": ["blue"]}}}
+                   "{'item_1': {'title': 'pen', 'qty': 3, 'tags': ['blue']}}", "error: No item item_2",
+                   "error: No item item_2", "{'title': 'quill', 'qty': 3, 'tags': ['blue']}"]
+    assert db == {"items": {"item_1": {"title": "quill", "qty": 3, "tags": ["blue"]}}}
     # each environment starts from db.json again
     assert asyncio.run(_calls(dom, []))[1] == {"items": {}}
 
@@ -196,6 +224,8 @@ def test_python_body_and_hidden_tools(tmp_path) -> None:
      "is not read, write or generic", "write: the tool changes"),
     ("tools:\n  - name: t\n    description: d\n    steps:\n      - set: a/b\n", 5, "needs value:", "value: ..."),
     ("tools: [\n", 2, "YAML syntax error", "indentation"),
+    ("tools:\n  - name: t\n    description: d\n    steps:\n      - update: a\n        value: 3\n", 6,
+     "value: is a mapping", "e.g. value: {status"),
 ])
 def test_bad_folder_names_file_line_and_fix(tmp_path, yaml_text, line, message, hint) -> None:
     d = _folder(tmp_path, yaml_text)

@@ -100,6 +100,35 @@ def test_timeout_is_retried_then_reported():
     assert len(attempts) == 2 and r.attempts == 2
 
 
+def test_a_state_changing_tool_that_timed_out_is_not_called_again():
+    """Its first attempt may have made the change (a sync tool runs on past its timeout): a retry could make it
+    twice. A transient error it raises itself (it says nothing was done) is still retried."""
+    attempts = []
+
+    async def book(x: int) -> str:
+        attempts.append(x)
+        await asyncio.sleep(5)
+        return "booked"
+
+    t = Tool(name="book", description="Book.", parameters={"type": "object", "properties": {"x": {"type": "integer"}}},
+             fn=book, timeout_s=0.05, retries=2, mutates_state=True)
+    [r] = ToolRegistry([t], backoff_base_s=0.001).dispatch_sync([call("book", {"x": 1})])
+    assert not r.ok and r.error_type == "ToolTimeoutError" and attempts == [1] and r.attempts == 1
+
+    n = {"calls": 0}
+
+    def flaky() -> str:
+        n["calls"] += 1
+        if n["calls"] == 1:
+            raise ToolExecutionError("503 before anything was written", transient=True)
+        return "done"
+
+    t2 = Tool(name="write", description="Write.", parameters={"type": "object"}, fn=flaky, retries=1,
+              mutates_state=True)
+    [r2] = ToolRegistry([t2], backoff_base_s=0.001).dispatch_sync([call("write", {})])
+    assert r2.ok and r2.content == "done" and n["calls"] == 2
+
+
 def test_transient_errors_are_retried_until_success():
     n = {"calls": 0}
 

@@ -1,0 +1,79 @@
+"""Progress a person sees, through the real `keye-agent` command with stderr on a pseudo-terminal and stdout on a
+pipe: what is drawn goes to stderr, and stdout stays the command's own (one JSON document with `--json`).
+The TAU runs use the oracle agent and user (gold actions, no model) on the real store domain and runner."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from keye_agent.cli.progress import spinner
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).with_name("keye-agent"))
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+def _run_with_terminal_stderr(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """(exit status, stdout, what the pseudo-terminal on stderr showed, escape codes removed)."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm", "COLUMNS": "160"}
+    proc = subprocess.Popen([EXE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the other end closed: the command has exited
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    rc = proc.wait(timeout=120)
+    os.close(master)
+    return rc, stdout, ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
+
+
+def test_tau_run_shows_a_bar_with_the_average_reward_on_stderr(tmp_path: Path) -> None:
+    rc, stdout, shown = _run_with_terminal_stderr(
+        "tau", "run", "--domain", "store", "--agent-model", "oracle", "--user-model", "oracle", "--num-tasks", "2",
+        "--save-to", str(tmp_path / "r.json"), "--json", cwd=tmp_path)
+    assert rc == 0, shown
+    summary = json.loads(stdout)  # stdout is the summary alone
+    assert summary["num_simulations"] == 2
+    sims = json.loads((tmp_path / "r.json").read_text())["simulations"]
+    for s in sims:  # one line per finished simulation
+        assert f"{s['task_id']} trial 0: user_stop, reward 1" in shown, shown
+    assert "2/2" in shown and "avg reward 1.000" in shown, shown
+
+
+def test_tau_view_of_a_missing_file_says_so_on_stderr_with_a_hint(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    proc = subprocess.run([EXE, "tau", "view", "nowhere.json"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "error: cannot read results file nowhere.json: No such file or directory"
+    assert lines[1].startswith("hint: ") and "--save-to" in lines[1]
+
+
+def test_a_spinner_log_line_is_printed_where_nothing_is_drawn_live() -> None:
+    """A build's log lines: on a file they are printed (a CI log keeps them); on a terminal they become the
+    spinner's text."""
+    file = io.StringIO()
+    with spinner(Console(file=file, force_terminal=False), "building the sandbox image") as wait:
+        wait.log("I: Retrieving Packages")
+    assert file.getvalue() == "I: Retrieving Packages\n"
+    term = io.StringIO()
+    with spinner(Console(file=term, force_terminal=True, width=100), "building the sandbox image") as wait:
+        wait.log("I: Retrieving Packages")
+        assert "Retrieving Packages" in str(wait._status.status)
