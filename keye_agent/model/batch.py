@@ -31,128 +31,25 @@ whose mode changes under it (``set_sparse``) ends with an error.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
 from keye_agent.errors import ContextWindowError
 from keye_agent.model.batch_graph import BatchDecodeGraph, bucket
+from keye_agent.model.batch_request import EngineStats, Generation, SeqState, mask_rows
 from keye_agent.model.generate import DecodeResult, TokenMask
 from keye_agent.model.model import KeyeForCausalLM
 from keye_agent.model.paged import PagePool, chain_keys
-from keye_agent.model.paged_forward import Segment, forward_packed, page_slots
-from keye_agent.model.sampling import SamplingParams, sample_next
+from keye_agent.model.paged_forward import Segment, forward_packed
+from keye_agent.model.sampling import SamplingParams
 
 __all__ = ["BatchEngine", "EngineStats", "Generation"]
 
 _DEFAULT_SEQ = 16384  # default per-sequence bound of the pool size (max_batch of these), in tokens
-
-
-@dataclass
-class EngineStats:
-    """What the engine did so far (read it between requests; the scheduler updates it)."""
-
-    steps: int = 0
-    decode_steps: int = 0
-    """Steps in which every running sequence decoded one token (the captured step on CUDA)."""
-    graph_steps: int = 0
-    tokens: int = 0
-    """Tokens sampled (stop tokens included)."""
-    prefilled: int = 0
-    reused: int = 0
-    max_running: int = 0
-    preemptions: int = 0
-    batch_sizes: dict[int, int] = field(default_factory=dict)
-    """Running sequences per step -> steps."""
-
-
-class Generation:
-    """One submitted request: :meth:`result` waits for it (streaming its ids to ``on_token``); :meth:`cancel` ends
-    it at the next step and frees its pages."""
-
-    def __init__(self, prompt: list[int], max_new: int, sampling: SamplingParams, stop_ids: frozenset[int],
-                 mask: TokenMask | None, generator: torch.Generator | None, cancel: threading.Event | None,
-                 reuse: bool) -> None:
-        self.prompt, self.max_new, self.sampling, self.stop_ids = prompt, max_new, sampling, stop_ids
-        self.mask, self.generator, self.reuse = mask, generator, reuse
-        self._cancel = cancel or threading.Event()
-        self._stop = threading.Event()
-        self._events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
-        self.submitted = time.perf_counter()
-        self.done = False
-        """The scheduler has sent its last event (its pages are free)."""
-
-    def cancel(self) -> None:
-        """End it at the next step ("cancelled")."""
-        self._cancel.set()
-
-    @property
-    def abandoned(self) -> bool:
-        return self._cancel.is_set() or self._stop.is_set()
-
-    def _send(self, *event: object) -> None:
-        self._events.put(event)
-
-    def result(self, on_token: Callable[[int], bool] | None = None, timeout: float | None = None) -> DecodeResult:
-        """Wait for the generation; ``on_token`` sees each id (stop ids excluded) and returns False to end it there
-        ("stop"). ``timeout``: seconds to wait for each event (``queue.Empty`` past it)."""
-        out = DecodeResult(prompt_tokens=len(self.prompt))
-        try:
-            while True:
-                kind, *rest = self._events.get(timeout=timeout)
-                if kind == "start":
-                    out.reused_tokens = rest[0]
-                elif kind == "token":
-                    tok, dt, at, is_stop = rest
-                    if not out.step_times:
-                        out.prefill_s = at - self.submitted
-                    out.step_times.append(dt)
-                    if is_stop:
-                        out.stop_token_id = tok
-                        continue
-                    out.token_ids.append(tok)
-                    if on_token is not None and on_token(tok) is False:
-                        self._stop.set()
-                        out.finish_reason = "stop"
-                        return out
-                elif kind == "end":
-                    out.finish_reason = rest[0]
-                    return out
-                else:
-                    raise rest[0]
-        finally:
-            out.decode_s = max(0.0, time.perf_counter() - self.submitted - out.prefill_s)
-
-
-class _Seq:
-    """A running (or preempted) sequence (scheduler thread only)."""
-
-    def __init__(self, gen: Generation, page_size: int, device: torch.device, sparse: bool) -> None:
-        self.gen, self.page_size, self.device, self.sparse = gen, page_size, device, sparse
-        self.ids = list(gen.prompt)
-        self.n_sampled = 0
-        self.context: torch.Tensor | None = None  # prompt + generated ids, for the repetition penalty
-        self.inflight: list[bytes] = []  # prefix keys of its prompt pages not computed yet
-        self.place([], None, 0)
-
-    def place(self, pages: list[int], key: bytes | None, n_reused: int) -> None:
-        """Hold ``pages`` (the first n_reused // page_size of them cached, ``key`` the last one's prefix key)."""
-        self.pages, self.key = pages, key
-        self.n_cached = n_reused
-        self.n_registered = n_reused // self.page_size
-        self.page_cpu = torch.tensor(pages, dtype=torch.long)
-        self.slots = page_slots(self.page_cpu.to(self.device), self.page_size)
-
-    def grow(self, pages: list[int]) -> None:
-        self.pages = self.pages + pages
-        new = torch.tensor(pages, dtype=torch.long)
-        self.page_cpu = torch.cat([self.page_cpu, new])
-        self.slots = torch.cat([self.slots, page_slots(new.to(self.device), self.page_size)])
 
 
 class BatchEngine:
@@ -193,9 +90,9 @@ class BatchEngine:
         self.stats = EngineStats()
         self._graphs: dict[tuple[int, int, bool], BatchDecodeGraph] = {}
         self._waiting: deque[Generation] = deque()
-        self._preempted: deque[_Seq] = deque()  # resumed before any new request
-        self._inflight: dict[bytes, _Seq] = {}  # prefix key of a prompt page being computed -> its sequence
-        self._running: list[_Seq] = []
+        self._preempted: deque[SeqState] = deque()  # resumed before any new request
+        self._inflight: dict[bytes, SeqState] = {}  # prefix key of a prompt page being computed -> its sequence
+        self._running: list[SeqState] = []
         self._cv = threading.Condition()
         self._closed = False
         self._auto = start
@@ -310,7 +207,7 @@ class BatchEngine:
     def _pages_for(self, tokens: int) -> int:
         return max(1, -(-tokens // self.page_size))
 
-    def _finish(self, seq: _Seq, *event: object) -> None:
+    def _finish(self, seq: SeqState, *event: object) -> None:
         self._running.remove(seq)
         self._untrack(seq)
         with self._cv:
@@ -322,16 +219,16 @@ class BatchEngine:
         sparse = self.model.sparse and self.model.config.sa_config is not None
         with self._cv:
             for q in (self._preempted, self._waiting):
-                for item in [x for x in q if (x.gen if isinstance(x, _Seq) else x).abandoned]:
+                for item in [x for x in q if (x.gen if isinstance(x, SeqState) else x).abandoned]:
                     q.remove(item)  # type: ignore[arg-type]
-                    gen = item.gen if isinstance(item, _Seq) else item
+                    gen = item.gen if isinstance(item, SeqState) else item
                     gen._send("end", "cancelled")
                     gen.done = True
             for head in [*self._preempted, *self._waiting]:
                 if len(self._running) >= self.max_batch:
                     return
-                gen = head.gen if isinstance(head, _Seq) else head
-                ids = head.ids if isinstance(head, _Seq) else gen.prompt
+                gen = head.gen if isinstance(head, SeqState) else head
+                ids = head.ids if isinstance(head, SeqState) else gen.prompt
                 matched, key = [], None
                 limit = (len(ids) - 1) // self.page_size  # at least the last token must run, to give the next logits
                 if gen.reuse and self.prefix_cache:
@@ -345,28 +242,28 @@ class BatchEngine:
                 if need + len(self._running) > self.pool.available:  # a page to spare for each running sequence
                     self.pool.release(matched)
                     return  # the head waits for pages (arrival order is kept)
-                if isinstance(head, _Seq):
+                if isinstance(head, SeqState):
                     self._preempted.remove(head)
                 else:
                     self._waiting.remove(head)
-                seq = head if isinstance(head, _Seq) else _Seq(gen, self.page_size, self.device, sparse)
+                seq = head if isinstance(head, SeqState) else SeqState(gen, self.page_size, self.device, sparse)
                 seq.place(matched + self.pool.allocate(need), key, len(matched) * self.page_size)
                 self._running.append(seq)
                 if self.prefix_cache:
                     seq.inflight = list(chain_keys(seq.ids, self.page_size, sparse, None, key, seq.n_registered))
                     for k in seq.inflight:
                         self._inflight.setdefault(k, seq)
-                if not isinstance(head, _Seq):
+                if not isinstance(head, SeqState):
                     self.stats.reused += seq.n_cached
                     gen._send("start", seq.n_cached)
 
-    def _untrack(self, seq: _Seq) -> None:
+    def _untrack(self, seq: SeqState) -> None:
         for k in seq.inflight:
             if self._inflight.get(k) is seq:
                 del self._inflight[k]
         seq.inflight = []
 
-    def _make_room(self, run: list[tuple[_Seq, int]]) -> list[tuple[_Seq, int]]:
+    def _make_room(self, run: list[tuple[SeqState, int]]) -> list[tuple[SeqState, int]]:
         """Give each sequence of ``run`` the pages its new tokens need, preempting the most recently admitted
         sequences while the pool lacks them; the run without the preempted."""
         for seq, n in run:
@@ -386,7 +283,7 @@ class BatchEngine:
                 self._preempt(self._running[-1])
         return [(seq, n) for seq, n in run if seq in self._running]
 
-    def _preempt(self, seq: _Seq) -> None:
+    def _preempt(self, seq: SeqState) -> None:
         self._running.remove(seq)
         self._untrack(seq)
         with self._cv:
@@ -408,7 +305,7 @@ class BatchEngine:
         if not self._running:
             return 0
         t0 = time.perf_counter()
-        run: list[tuple[_Seq, int]] = []
+        run: list[tuple[SeqState, int]] = []
         budget = self.prefill_chunk
         for seq in self._running:
             pending = len(seq.ids) - seq.n_cached
@@ -438,7 +335,7 @@ class BatchEngine:
         self._sample(ready, logits, dt)
         return len(run)
 
-    def _forward(self, run: list[tuple[_Seq, int]], sparse: bool) -> torch.Tensor:
+    def _forward(self, run: list[tuple[SeqState, int]], sparse: bool) -> torch.Tensor:
         if self.decode_graph and all(n == 1 for _, n in run):
             self.stats.decode_steps += 1
             width = max(self._pages_for(seq.n_cached + 1) for seq, _ in run)
@@ -464,7 +361,7 @@ class BatchEngine:
                                                      mempool=self._graph_pool)
         return g
 
-    def _register(self, seq: _Seq) -> None:
+    def _register(self, seq: SeqState) -> None:
         full = seq.n_cached // self.page_size
         if not self.prefix_cache or full <= seq.n_registered:
             return
@@ -476,12 +373,12 @@ class BatchEngine:
                 seq.key = key
                 seq.n_registered += 1
 
-    def _sample(self, ready: list[tuple[_Seq, int]], logits: torch.Tensor, dt: float) -> None:
+    def _sample(self, ready: list[tuple[SeqState, int]], logits: torch.Tensor, dt: float) -> None:
         if not ready:
             return
         if self.valid_vocab is not None and logits.shape[-1] > self.valid_vocab:
             logits[:, self.valid_vocab:] = float("-inf")
-        failed = self._mask_rows(ready, logits)
+        failed = mask_rows(ready, logits)
         plain = [j for seq, j in ready if (seq.gen.mask is None or hasattr(seq.gen.mask, "mask_rows"))
                  and seq.gen.sampling.greedy and seq.gen.sampling.repetition_penalty == 1.0]
         greedy = dict(zip(plain, logits[plain].argmax(-1).tolist(), strict=True)) if plain else {}
@@ -494,7 +391,7 @@ class BatchEngine:
             try:
                 tok = greedy.get(j)
                 if tok is None:
-                    tok = self._pick(seq, logits[j])
+                    tok = seq.pick(logits[j])
                 if gen.mask is not None:
                     gen.mask.accept(tok)
             except Exception as e:  # this sequence's grammar or sampler failed: it alone ends
@@ -514,36 +411,3 @@ class BatchEngine:
                 self._finish(seq, "end", "stop")
             elif seq.n_sampled >= gen.max_new:
                 self._finish(seq, "end", "length")
-
-    @staticmethod
-    def _mask_rows(ready: list[tuple[_Seq, int]], logits: torch.Tensor) -> dict[_Seq, Exception]:
-        """Mask in one call per class the rows whose masks offer ``mask_rows``; the sequences whose masks failed."""
-        groups: dict[type, list[tuple[_Seq, int]]] = {}
-        for seq, j in ready:
-            m = seq.gen.mask
-            if m is not None and hasattr(m, "mask_rows"):
-                groups.setdefault(type(m), []).append((seq, j))
-        failed: dict[_Seq, Exception] = {}
-        for cls, rows in groups.items():
-            idx = [j for _, j in rows]
-            sub = logits[idx]
-            try:
-                cls.mask_rows([seq.gen.mask for seq, _ in rows], sub)  # type: ignore[attr-defined]
-            except Exception as e:  # those grammars failed: their sequences alone end
-                failed.update((seq, e) for seq, _ in rows)
-                continue
-            logits[idx] = sub
-        return failed
-
-    def _pick(self, seq: _Seq, row: torch.Tensor) -> int:
-        gen = seq.gen
-        if gen.mask is not None and not hasattr(gen.mask, "mask_rows"):
-            gen.mask.mask(row)
-        seen = None
-        if gen.sampling.repetition_penalty != 1.0:
-            n_prompt = len(gen.prompt)
-            if seq.context is None:
-                seq.context = torch.empty(1, n_prompt + gen.max_new, dtype=torch.long, device=row.device)
-                seq.context[0, :n_prompt] = torch.tensor(gen.prompt, dtype=torch.long)
-            seen = seq.context[:, : n_prompt + seq.n_sampled]
-        return int(sample_next(row.view(1, -1), gen.sampling, seen, gen.generator).item())
