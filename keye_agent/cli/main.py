@@ -343,6 +343,10 @@ def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    if args[:2] == ["tau", "run"]:
+        from .tau import ray_argv
+
+        args = ray_argv(args)
     try:
         rc = app(args=args, prog_name="keye-agent", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
