@@ -124,7 +124,9 @@ async def run_tasks_ray(domain: Domain, tasks: list[Task], spec: RunSpec, settin
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         n = workers or max(1, int(cpus))
-        actor_cls = ray.remote(SimulationWorker).options(num_cpus=min(1.0, cpus / n),
+        # a worker whose process dies is started again (its simulations in flight become infrastructure_error)
+        actor_cls = ray.remote(SimulationWorker).options(num_cpus=min(1.0, cpus / n), max_restarts=-1,
+                                                         max_task_retries=0,
                                                          max_concurrency=max(1, settings.max_concurrency))
         shipped = replace(settings, judge=None, tracer=None, save_to=None)
         actors = [actor_cls.remote(spec.portable(), shipped) for _ in range(n)]
