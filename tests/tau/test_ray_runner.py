@@ -114,11 +114,12 @@ def _descendants(pid: int) -> set[int]:
 
 @pytest.fixture
 def ray_cluster():
-    """`ray start --head --block` on loopback with 2 CPUs, in a temp dir of its own; stopped (and every process it
+    """`ray start --head --block` on loopback (only) with 2 CPUs, in a temp dir of its own; stopped (and every process it
     started) at the end."""
     tmp = tempfile.mkdtemp(prefix="kr", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     port = _free_port()
-    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONPATH": str(ROOT)}
+    # Ray swaps 127.0.0.1 for the machine's outward address unless told it is not clustering: keep to loopback
+    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     log = open(Path(tmp) / "ray-start.log", "w")  # noqa: SIM115 - closed below, after the cluster stops
     proc = subprocess.Popen([str(RAY), "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
                              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
@@ -223,7 +224,7 @@ def test_a_worker_that_dies_costs_only_its_simulations_in_flight(tmp_path) -> No
         return RunSettings(num_trials=2, max_concurrency=4, save_to=out, agent_name="oracle", user_name="oracle",
                            **kw)
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")  # loopback
     try:
         first = asyncio.run(run_tasks_ray(domain, domain.tasks, spec, settings(), workers=2))
         lost = {_key(s) for s in first.simulations if s.termination_reason == "infrastructure_error"}
