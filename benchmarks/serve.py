@@ -23,6 +23,7 @@ tiny preset in float32 on the same device and code path, and the big model's agr
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -97,6 +98,16 @@ def engine_for(model, c: int, longest: int, page: int) -> BatchEngine:
                        max_seq_len=longest + page, **ENGINE_KW)
 
 
+def release(engine: BatchEngine) -> None:
+    """Stop an engine and give its pool and graphs back to the device before the next one is built."""
+    engine.close()
+    engine._graphs.clear()
+    del engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def wave(engine: BatchEngine, prompts: list[list[int]], new: int) -> tuple[list[list[int]], dict]:
     dev = engine.device
     sync(dev)
@@ -128,7 +139,7 @@ def check(model, args, graph: bool) -> None:
     engine = engine_for(model, args.check, len(prompts[0]) + args.new_tokens, args.page_size)
     got, _ = wave(engine, prompts[:1], args.new_tokens)  # the first one caches the system prompt...
     more, _ = wave(engine, prompts[1:], args.new_tokens)  # ...the others reuse it, batched
-    engine.close()
+    release(engine)
     if got + more != want:
         raise SystemExit(f"batched greedy tokens differ from sequential ones (agreement {agreement(got + more, want):.3f}):"
                          " no figures printed")
@@ -182,7 +193,7 @@ def main() -> None:
         want, _ = sequential(model, prompts, args.new_tokens, graph)
         engine = engine_for(model, args.check, len(prompts[0]) + args.new_tokens, args.page_size)
         got, _ = wave(engine, prompts, args.new_tokens)
-        engine.close()
+        release(engine)
         figures["bf16_agreement"] = agreement(got, want)
         print(f"# check: batched == sequential greedy on the tiny preset in float32 ({mode}, {dev.type}); "
               f"{args.preset} in {dtype}: agreement {figures['bf16_agreement']:.3f}", flush=True)
@@ -204,7 +215,7 @@ def main() -> None:
         engine.stats.max_running = 0
         _, fig = wave(engine, conversations(vocab, args.system_tokens, args.tail_tokens, c, seed=2000 + c),
                       args.new_tokens)
-        engine.close()
+        release(engine)
         fig["concurrency"] = c
         rows.append(fig)
         print(f"# C={c}: {fig['agg_tok_s']:.1f} tok/s aggregate", flush=True)
@@ -220,7 +231,7 @@ def main() -> None:
         if r:  # the first round is warm-up
             misses.append(miss["ttft_ms"])
             hits.append(hit["ttft_ms"])
-    engine.close()
+    release(engine)
     ttft = {"miss_ms": statistics.median(misses), "hit_ms": statistics.median(hits)}
     figures["ttft"] = ttft
 

@@ -123,7 +123,13 @@ class ToolApprovalDenied(ToolError):
 
 
 class ToolDefinitionError(KeyeAgentError):
-    """A tool is defined wrongly (missing type hint, missing docstring for an argument, bad schema)."""
+    """A tool is defined wrongly (missing type hint, missing docstring for an argument, bad schema).
+    ``schema_path``: where in the tool's parameters schema the problem is (``("properties", "n", "default")``),
+    when it is in the schema, so a YAML registry can point at its line."""
+
+    def __init__(self, message: str, *, schema_path: tuple[str | int, ...] = (), hint: str | None = None) -> None:
+        self.schema_path = tuple(schema_path)
+        super().__init__(message, hint=hint)
 
 
 class ModelError(KeyeAgentError):

@@ -47,7 +47,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ class KeyeBackend(LocalBackend):
     ``max_batch``: how many generations run batched at once (``model.batch.BatchEngine``; default 1, the one-at-a-time
     path with ``cache_slots`` prefix caches); with N > 1, ``page_size`` (tokens per page) and ``cache_tokens`` (the
     paged pool's size, default ``N * min(context_window, 16384)``) shape its cache, ``cache_slots`` serves only
-    prompts with images or videos (they keep the one-at-a-time path beside the engine).
+    prompts with images or videos (they keep the one-at-a-time path, pausing the engine's batch while they run).
     ``constrained``: hold tool calls to the offered schemas with xgrammar (default on); ``parallel_tool_calls=False``
     ends a constrained turn after its first call. ``seed``: of the random weights. ``threads``: torch CPU threads.
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
@@ -340,8 +340,16 @@ class KeyeBackend(LocalBackend):
         return result
 
     def _serial(self, job: Job) -> AbstractContextManager[Any]:
-        """Text jobs of a batching backend run concurrently (the engine batches them); others one at a time."""
-        return nullcontext() if self.engine is not None and not job.extra else self._lock
+        """Text jobs of a batching backend run concurrently (the engine batches them); others one at a time, and
+        with an engine they pause its batch while they run (one model, one device)."""
+        if self.engine is None:
+            return self._lock
+        if not job.extra:
+            return nullcontext()
+        stack = ExitStack()
+        stack.enter_context(self._lock)
+        stack.enter_context(self.engine.exclusive())
+        return stack
 
     def _vision_inputs(self, media: Sequence[MediaItem]) -> list[VisionInput]:
         """Decode, resize and patch each fetched image or video (model.vision)."""

@@ -200,6 +200,7 @@ class BatchEngine:
         self._closed = False
         self._auto = start
         self._thread: threading.Thread | None = None
+        self._step_lock = threading.Lock()
 
     # ---- the caller's side (any thread) -----------------------------------------------------------------------
 
@@ -255,6 +256,11 @@ class BatchEngine:
     def running(self) -> int:
         return len(self._running)
 
+    def exclusive(self) -> threading.Lock:
+        """A lock the scheduler holds around each step: hold it to run the model outside the engine meanwhile
+        (the batch pauses; e.g. a prompt with images, or a CUDA graph captured on another thread)."""
+        return self._step_lock
+
     def clear_prefix_cache(self) -> None:
         """Forget the cached prefixes no running sequence holds (next prompts prefill whole)."""
         with self._cv:
@@ -280,7 +286,8 @@ class BatchEngine:
                     if self._closed:
                         return
                 try:
-                    self.step()
+                    with self._step_lock:
+                        self.step()
                 except Exception as e:  # a failed forward: every sequence of the step gets the error, whole
                     self._fail_all(e)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from keye_agent.model import moe
 from keye_agent.model.model import KeyeForCausalLM
 from keye_agent.model.paged import PagePool
 from keye_agent.model.paged_forward import decode_rows
@@ -30,9 +31,22 @@ def bucket(n: int, smallest: int = 1) -> int:
     return b
 
 
+def _moe_sync_free(model: KeyeForCausalLM, batch: int) -> bool:
+    """Whether the MoE of a ``batch``-row step takes a path without host syncs (capturable): the grouped GEMM
+    (CUDA bfloat16 on Hopper) or the gather path (few rows); the per-expert loop syncs once per layer."""
+    w = model.model.layers[0].mlp.experts.gate_up_proj
+    rows = batch * model.config.num_experts_per_tok
+    impl = moe.get_moe_impl()
+    if impl == "grouped":
+        return True
+    if impl == "loop":
+        return False
+    return rows <= moe.GATHER_MAX_ROWS or (impl == "auto" and moe._grouped_ok(w[0, :1], w))
+
+
 class BatchDecodeGraph:
     """Captured decode step for up to ``batch`` rows whose block tables fit ``max_pages`` pages (module docstring);
-    ``use_graph=None`` captures on CUDA only. ``mempool``: a ``torch.cuda.graph_pool_handle()`` that the graphs of
+    ``use_graph=None`` captures on CUDA when the step's MoE path has no host sync (else it runs eagerly). ``mempool``: a ``torch.cuda.graph_pool_handle()`` that the graphs of
     one engine share (they replay one at a time, on one stream)."""
 
     def __init__(self, model: KeyeForCausalLM, pool: PagePool, batch: int, max_pages: int, sparse: bool,
@@ -41,14 +55,17 @@ class BatchDecodeGraph:
         if pool.k.device != dev:
             raise ValueError(f"BatchDecodeGraph: pool on {pool.k.device} but model on {dev}")
         self.model, self.pool, self.batch, self.max_pages, self.sparse = model, pool, batch, max_pages, sparse
-        self.use_graph = dev.type == "cuda" if use_graph is None else use_graph
+        self.use_graph = dev.type == "cuda" and _moe_sync_free(model, batch) if use_graph is None else use_graph
         if self.use_graph and dev.type != "cuda":
             raise ValueError("BatchDecodeGraph: use_graph=True needs a CUDA model")
         self.tokens = torch.zeros(batch, dtype=torch.long, device=dev)
         self.pages = torch.full((batch, max_pages), pool.scratch, dtype=torch.long, device=dev)
         self.pos = torch.zeros(batch, dtype=torch.long, device=dev)
         pin = dev.type == "cuda"
-        self._host = torch.full((3, batch, max_pages), pool.scratch, dtype=torch.long, pin_memory=pin)
+        # host staging buffers (pinned on CUDA), contiguous so each goes over in one asynchronous copy
+        self._h_tokens = torch.zeros(batch, dtype=torch.long, pin_memory=pin)
+        self._h_pos = torch.zeros(batch, dtype=torch.long, pin_memory=pin)
+        self._h_pages = torch.full((batch, max_pages), pool.scratch, dtype=torch.long, pin_memory=pin)
         self.logits: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self._mempool = mempool
@@ -80,19 +97,18 @@ class BatchDecodeGraph:
                              f"for a graph of {self.batch} rows")
         if self.model.sparse != self.sparse and self.model.config.sa_config is not None:
             raise ValueError("BatchDecodeGraph: the model's sparse mode changed since capture")
-        host = self._host
-        host[0, :, 0] = 0
-        host[0, :n, 0] = torch.tensor(list(tokens), dtype=torch.long)
-        host[1, :, 0] = 0
-        host[1, :n, 0] = torch.tensor(list(pos), dtype=torch.long)
-        host[2].fill_(self.pool.scratch)
+        self._h_tokens.zero_()
+        self._h_tokens[:n] = torch.tensor(list(tokens), dtype=torch.long)
+        self._h_pos.zero_()
+        self._h_pos[:n] = torch.tensor(list(pos), dtype=torch.long)
+        self._h_pages.fill_(self.pool.scratch)
         for r, p in enumerate(pages):
             if p.shape[0] > self.max_pages:
                 raise ValueError(f"BatchDecodeGraph: a block table of {p.shape[0]} pages exceeds {self.max_pages}")
-            host[2, r, : p.shape[0]] = p
-        self.tokens.copy_(host[0, :, 0], non_blocking=True)
-        self.pos.copy_(host[1, :, 0], non_blocking=True)
-        self.pages.copy_(host[2], non_blocking=True)
+            self._h_pages[r, : p.shape[0]] = p
+        self.tokens.copy_(self._h_tokens, non_blocking=True)
+        self.pos.copy_(self._h_pos, non_blocking=True)
+        self.pages.copy_(self._h_pages, non_blocking=True)
         if self.graph is not None:
             self.graph.replay()
             assert self.logits is not None

@@ -9,8 +9,9 @@ Two entry points, both computing what ``KeyeForCausalLM.forward`` computes for e
   the very functions of the sequential path), or, for the decode rows with ``batched_decode``, as one padded batch.
 - :func:`decode_rows` is the fixed-shape decode step of B sequences (one token each): its inputs are device tensors
   of fixed shape (tokens [B], pages [B, max_pages], pos [B]), it has no host sync, so ``model.batch_graph`` can
-  capture it as a CUDA graph per batch-size bucket. Each row's keys are gathered from its pages into a padded
-  [B, max_pages * page_size] block and attended under a mask ``s <= pos[b]`` (``static_decode``, per-row pos).
+  capture it as a CUDA graph per batch-size bucket. Each row attends its keys 0..pos[b] (DSA: its top-k of them)
+  in place through its slot table with the Triton paged decode kernel (``paged_kernel``: CUDA), or, as the
+  reference, gathered from its pages into a padded block under a mask ``s <= pos[b]`` (``static_decode``).
 
 Positions are text positions (equal t/h/w streams): the engine serves text prompts.
 """
@@ -27,7 +28,7 @@ from keye_agent.model.model import KeyeForCausalLM
 from keye_agent.model.paged import PagePool
 from keye_agent.model.rope import rope_cos_sin
 
-__all__ = ["Segment", "decode_rows", "forward_packed", "page_slots"]
+__all__ = ["Segment", "decode_rows", "forward_packed", "page_slots", "paged_kernel"]
 
 
 @dataclass
@@ -59,19 +60,45 @@ def _rope(model: KeyeForCausalLM, positions: torch.Tensor, sparse: bool) -> tupl
     return rope
 
 
+_kernel: list = []  # [paged_decode_attention or None], filled on first use
+
+
+def paged_kernel(device: torch.device):
+    """The Triton paged decode attention (``kernels/decode/paged.py``) where the ops backend takes kernels on this
+    device ("auto": CUDA; "triton": anywhere) and triton imports, else None (the gather + SDPA reference)."""
+    backend = ops.get_backend()
+    if backend == "reference" or (backend == "auto" and device.type != "cuda"):
+        return None
+    if not _kernel:
+        try:
+            from keye_agent.model.kernels.decode.paged import paged_decode_attention
+        except ImportError:
+            paged_decode_attention = None
+        _kernel.append(paged_decode_attention)
+    return _kernel[0]
+
+
 def _decode_attention(attn: torch.nn.Module, q: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor] | None,
                       views: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], table: torch.Tensor,
                       pos: torch.Tensor) -> torch.Tensor:
     """q [B,1,Hq,D] of rows whose keys sit at slots ``table`` [B, S] (0..pos[b] valid) -> [B,1,Hq,D]."""
     kf, vf, ikf = views
+    kernel = paged_kernel(q.device)
+    lengths = pos + 1
     if index is not None and attn.topk < table.shape[1]:
-        # DSA past top-k: gather only the selected keys (top-k per row, not the whole padded table).
+        # DSA past top-k: only the selected keys (top-k per row, not the whole padded table) are read.
         assert ikf is not None
         idx, keep = static_decode.decode_select(index[0], index[1], ikf[table], pos, attn.topk)
-        sel = table.gather(1, idx[:, 0])  # [B, K] slots
-        return ops._attend(q, kf[sel], vf[sel], keep[:, None].expand(q.shape[0], 1, -1), attn.scale)
+        table = table.gather(1, idx[:, 0])  # [B, K] slots, the first min(pos + 1, K) selected
+        if kernel is None:
+            return ops._attend(q, kf[table], vf[table], keep[:, None].expand(q.shape[0], 1, -1), attn.scale)
+        lengths = lengths.clamp(max=table.shape[1])
     # dense, or DSA whose top-k holds every visible key (the same attention)
-    return static_decode.decode_dense(q, kf[table], vf[table], pos, attn.scale)
+    if kernel is None:
+        return static_decode.decode_dense(q, kf[table], vf[table], pos, attn.scale)
+    out = torch.empty_like(q[:, 0])
+    kernel(q[:, 0], kf, vf, table, lengths, attn.scale, out)
+    return out[:, None]
 
 
 def forward_packed(model: KeyeForCausalLM, pool: PagePool, tokens: torch.Tensor, segments: Sequence[Segment],

@@ -5,6 +5,8 @@ plain text, xgrammar-constrained tool calls, streams and stop strings, cancellat
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import os
 import re
 import subprocess
@@ -12,15 +14,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from keye_fixtures import build_tokenizer, load_tokenizer
+from PIL import Image
 
 from keye_agent.backends import load_model
 from keye_agent.backends.keye import KeyeBackend
 from keye_agent.errors import ConfigError
 from keye_agent.model import KeyeConfig, build_model
-from keye_agent.types import GenerationSettings, Message
+from keye_agent.types import GenerationSettings, ImagePart, Message, TextPart
 
 LOOKUP = {"type": "function", "function": {
     "name": "lookup", "description": "Look up the weather of a city.",
@@ -133,3 +137,24 @@ def test_readme_batched_serving_example_runs_as_written():
                           env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "4 answers; the follow-up reused its prefix: True"
+
+
+def test_images_beside_batched_text(tok_dir):
+    """A prompt with an image takes the one-at-a-time path (pausing the batch), concurrent text prompts the engine;
+    each gets what it gets from the one-at-a-time backend."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (56, 84, 3), dtype=np.uint8)).save(buf, "PNG")
+    image = Message.user([ImagePart(data=base64.b64encode(buf.getvalue()).decode()), TextPart(text="What is it?")])
+    tok = load_tokenizer(tok_dir)
+    alone = KeyeBackend("tiny-vl", random_weights=True, device="cpu", tokenizer=tok)
+    batched = KeyeBackend("tiny-vl", random_weights=True, device="cpu", tokenizer=tok, max_batch=4, page_size=8)
+    jobs = [[Message.system(SYSTEM), image]] + conversations()[:3]
+    settings = GenerationSettings(max_tokens=8, temperature=0.0)
+    want = [alone.generate(c, None, settings).raw for c in jobs]
+
+    async def together():
+        return await asyncio.gather(*(batched.agenerate(c, None, settings) for c in jobs))
+
+    assert [t.raw for t in asyncio.run(together())] == want
+    assert batched.engine is not None and batched.engine.stats.steps > 0
+    batched.engine.close()

@@ -254,3 +254,22 @@ def test_many_threads_calling_generate_at_once(make_tiny):
     assert engine.pool.used == 0
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit(prompts[0], 2)
+
+
+def test_batch_decode_graph_checks_its_inputs(make_tiny):
+    from keye_agent.model.batch_graph import BatchDecodeGraph, bucket
+    from keye_agent.model.paged import PagePool
+
+    assert [bucket(n) for n in (1, 2, 3, 5, 33)] == [1, 2, 4, 8, 64] and bucket(1, 4) == 4
+    model = make_tiny()
+    pool = PagePool(model.config, 8, 4)
+    g = BatchDecodeGraph(model, pool, 2, 4, sparse=model.sparse)
+    assert g.graph is None  # CPU: the same fixed-shape step, eager
+    with torch.inference_mode():
+        assert g([5], [torch.tensor([0])], [0]).shape == (1, model.config.vocab_size)
+        with pytest.raises(ValueError, match="for a graph of 2 rows"):
+            g([1, 2, 3], [torch.tensor([0])] * 3, [0, 0, 0])
+        with pytest.raises(ValueError, match="exceeds 4"):
+            g([1], [torch.arange(5)], [0])
+    with pytest.raises(ValueError, match="needs a CUDA model"):
+        BatchDecodeGraph(model, pool, 2, 4, False, use_graph=True)
