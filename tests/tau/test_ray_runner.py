@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,11 +117,13 @@ def _descendants(pid: int) -> set[int]:
 @pytest.fixture
 def ray_cluster():
     """`ray start --head --block` on loopback (only) with 2 CPUs, in a temp dir of its own; stopped (and every process it
-    started) at the end."""
+    started) and removed at the end."""
     tmp = tempfile.mkdtemp(prefix="kr", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     port = _free_port()
     # Ray swaps 127.0.0.1 for the machine's outward address unless told it is not clustering: keep to loopback
-    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           # the cluster's own token, given to it and to the driver: nothing read from or written to ~/.ray
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     log = open(Path(tmp) / "ray-start.log", "w")  # noqa: SIM115 - closed below, after the cluster stops
     proc = subprocess.Popen([str(RAY), "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
                              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
@@ -150,6 +154,7 @@ def ray_cluster():
             except ProcessLookupError:
                 pass
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_driver_killed_mid_run_then_resumed_on_a_running_cluster(ray_cluster, tmp_path) -> None:
