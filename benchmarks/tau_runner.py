@@ -79,7 +79,7 @@ def ray_table(domain, tasks, trials: int, workers: int | None, args) -> None:
 
     spec = RunSpec(args.domain, "oracle", "oracle", tau2_data=args.tau2_data)
     t0 = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     started = time.perf_counter() - t0
     try:
         n = workers or int(ray.cluster_resources().get("CPU", 1))

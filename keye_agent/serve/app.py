@@ -32,7 +32,7 @@ from .auth import check_bearer
 from .generation import EventStream, as_request_error, whole
 from .limits import Admission, read_body
 from .request import parse_chat_request
-from .response import Completion, error_body
+from .response import Completion, error_body, internal_error
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ def create_app(backend: ModelBackend, config: ServeConfig | None = None) -> Star
                 raise
         try:
             answer = await whole(backend, req, request.receive)
+        except RequestError:
+            raise
         except Exception as e:  # noqa: BLE001 - mapped to the status that says whose fault it was
             raise as_request_error(e) from e
         finally:
@@ -120,7 +122,11 @@ def create_app(backend: ModelBackend, config: ServeConfig | None = None) -> Star
                 405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
         return await on_request_error(request, RequestError(what, status=exc.status_code))
 
-    handlers: dict[Any, Any] = {RequestError: on_request_error, HTTPException: on_http_error}
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return await on_request_error(request, internal_error(exc))
+
+    handlers: dict[Any, Any] = {RequestError: on_request_error, HTTPException: on_http_error, Exception: on_bug}
     app = Starlette(routes=[
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),

@@ -7,7 +7,9 @@ actors; each builds the domain and both participants from the run's :class:`RunS
 spec is resolved there, so an ``openai:`` server at 127.0.0.1 is that node's own server) once, and then runs many
 simulations at once.
 
-Without an address, Ray starts a cluster on this machine for the run and stops it at the end. With one (``auto``,
+Without an address, Ray starts a cluster on this machine for the run, on loopback only, and stops it at the end
+(a driver killed with SIGKILL takes Ray's core processes with it, but Ray 2.60 leaves its dashboard and runtime-env
+agents running: for long runs prefer ``ray start --head`` and its address). With one (``auto``,
 ``HOST:PORT`` of a ``ray start --head``, or ``ray://HOST:PORT``), every node needs keye-agent installed
 (``pip install 'keye-agent[scale]'``) and a domain folder or ``--tau2-data`` at the same path.
 
@@ -98,9 +100,27 @@ def _lost(task: Task, trial: int, seed: int | None, start: str, error: BaseExcep
                          info={"error": note})
 
 
-def _init(ray: Any, address: str | None) -> None:
+def _check_reachable(address: str) -> None:
+    """Refuse at once a HOST:PORT nothing listens on (Ray itself keeps retrying for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address.startswith("ray://") or not host or not port.isdigit():
+        return
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}",
+                          hint="start one with `ray start --head` and pass the address it prints, or give --ray "
+                               "no address for a cluster on this machine") from None
+
+
+def _init(ray: Any, address: str | None) -> None:
+    if address is None:  # a cluster for this run only: on loopback, nothing of it is reachable from the network
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 _node_ip_address="127.0.0.1")
+        return
+    _check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as e:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {e}",
                           hint="start it with `ray start --head` and pass the address it prints, or omit the "
@@ -124,7 +144,9 @@ async def run_tasks_ray(domain: Domain, tasks: list[Task], spec: RunSpec, settin
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         n = workers or max(1, int(cpus))
-        actor_cls = ray.remote(SimulationWorker).options(num_cpus=min(1.0, cpus / n),
+        # a worker whose process dies is started again (its simulations in flight become infrastructure_error)
+        actor_cls = ray.remote(SimulationWorker).options(num_cpus=min(1.0, cpus / n), max_restarts=-1,
+                                                         max_task_retries=0,
                                                          max_concurrency=max(1, settings.max_concurrency))
         shipped = replace(settings, judge=None, tracer=None, save_to=None)
         actors = [actor_cls.remote(spec.portable(), shipped) for _ in range(n)]

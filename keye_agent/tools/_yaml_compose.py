@@ -48,13 +48,15 @@ class _Anchor:
 class _Frame:
     """An open mapping or sequence."""
 
-    __slots__ = ("anchor", "explicit", "is_map", "key", "key_pos", "log_start", "merges", "path", "pos", "value")
+    __slots__ = ("anchor", "explicit", "is_map", "key", "key_path", "key_pos", "log_start", "merges", "path", "pos",
+                 "value")
 
     def __init__(self, is_map: bool, path: Path_, pos: tuple[int, int], anchor: str | None, log_start: int) -> None:
         self.is_map, self.path, self.pos, self.anchor, self.log_start = is_map, path, pos, anchor, log_start
         self.value: Any = {} if is_map else []
         self.key: Any = None  # a mapping's pending key (None: a key comes next); _MERGE for "<<"
         self.key_pos = (0, 0)
+        self.key_path: Path_ = ()  # (*path, key) of the pending key, built once for the key and its value
         self.merges: list[Any] = []
 
 
@@ -151,7 +153,7 @@ class _Composer:
                     keys[path] = pos = (mark.line + 1, mark.column + 1)
                     if self.open_anchors:
                         log.append((path, pos, True))
-                    top.key = text
+                    top.key, top.key_path = text, path
                     continue
                 if top.key is not _MERGE:  # a value
                     value = text
@@ -159,7 +161,7 @@ class _Composer:
                         value = self._scalar(event)
                     mark = event.start_mark
                     if top.is_map:
-                        path = (*top.path, top.key)
+                        path = top.key_path
                         top.value[top.key] = value
                         top.key = None
                     else:
@@ -243,7 +245,7 @@ class _Composer:
             where = f" (first at line {first[0]})" if first else ""
             raise self.error(f"duplicate key {key!r}{where}", pos,
                              hint="a key may appear once per mapping; merge the two entries")
-        frame.key, frame.key_pos = key, pos
+        frame.key, frame.key_pos, frame.key_path = key, pos, (*frame.path, key)
         self._record((*frame.path, key), pos, key=True)
 
     def _place(self, frame: _Frame, value: Any) -> None:

@@ -80,6 +80,8 @@ def _check_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str
         return options  # hints pydantic cannot check; the factory checks what it gets
     try:
         checked = model.model_validate(options)
+    except TypeError:  # a hint that cannot check instances (a Protocol not runtime-checkable): the factory decides
+        return options
     except pydantic.ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in err['loc']) or 'options'}: "

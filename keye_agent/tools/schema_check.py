@@ -23,6 +23,8 @@ __all__ = ["check_parameters"]
 _BOUNDS = (("minimum", "maximum"), ("exclusiveMinimum", "exclusiveMaximum"), ("minimum", "exclusiveMaximum"),
            ("exclusiveMinimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems"),
            ("minProperties", "maxProperties"))
+_CHECKED = frozenset({"default", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                      "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
 _TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
 _SUBSCHEMAS = ("items", "additionalProperties", "not", "contains", "propertyNames")
 
@@ -84,9 +86,9 @@ def _number(value: Any) -> bool:
 
 
 def _check_values(name: str, schema: dict[str, Any], path: tuple[str | int, ...]) -> None:
+    if not _CHECKED.intersection(schema) or "$ref" in schema or "$dynamicRef" in schema:
+        return  # nothing to compare; or its meaning is elsewhere in the document (the metaschema check applies)
     where = _where(path)
-    if "$ref" in schema or "$dynamicRef" in schema:
-        return  # its meaning is elsewhere in the document; the metaschema check above is what applies
     for low, high in _BOUNDS:
         lo, hi = schema.get(low), schema.get(high)
         if _number(lo) and _number(hi) and (lo > hi or (lo == hi and (low.startswith("exclusive")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -87,9 +88,20 @@ def _check_base(url: str, at: tuple[Any, ...], smap: SourceMap, policy: NetPolic
                          hint="write it like https://api.example.com/v1 (set defaults.base_url for relative paths)")
     if ctx.transport is None:
         try:
-            check_url(probe, policy)
-        except NetworkPolicyError as e:
-            raise smap.error(str(e), at) from None
+            _origin_allowed(f"{parts.scheme}://{parts.netloc}/", policy)
+        except NetworkPolicyError:
+            try:
+                check_url(probe, policy)  # the refusal, naming the whole URL
+            except NetworkPolicyError as e:
+                raise smap.error(str(e), at) from None
+
+
+@lru_cache(maxsize=1024)
+def _origin_allowed(origin: str, policy: NetPolicy) -> bool:
+    # the policy looks at the scheme and the host only; 50,000 tools of one API check it once (refusals raise,
+    # and are not cached)
+    check_url(origin, policy)
+    return True
 
 
 def http_spec(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],

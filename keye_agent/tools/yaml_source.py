@@ -34,6 +34,8 @@ class SourceMap:
     file: str
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    has_variables: bool = True
+    """Whether the file's text holds ``${`` at all; without it :func:`expand_env` has nothing to walk."""
 
     def at(self, path: Path_, *, key: bool = False) -> tuple[int | None, int | None]:
         """The position of ``path`` (its key when ``key``), or of its nearest ancestor that has one."""
@@ -85,7 +87,7 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
     if data is None:
         raise ConfigError("the file is empty; expected a mapping with a 'tools' list", file=str(path), line=1,
                           column=1)
-    return data, SourceMap(str(path), values, keys)
+    return data, SourceMap(str(path), values, keys, has_variables="${" in text)
 
 
 def expand_env(
@@ -96,6 +98,8 @@ def expand_env(
     at its position. Values of secret-looking variables, of those listed in ``secret_names``, and of any variable used
     where ``is_secret_path`` says (auth, headers) are registered as secrets, so they are redacted everywhere."""
     env = os.environ if env is None else env
+    if not smap.has_variables:
+        return data
 
     def walk(node: Any, at: Path_) -> Any:
         # only containers and strings holding "${" cost a call: a 10 MB file has a million plain values

@@ -92,3 +92,10 @@ def test_max_batch_on_the_keye_backend(tmp_path):
     else:
         with pytest.raises(ConfigError, match="one request at a time"):
             batch_options(spec, 8)
+
+
+def test_loopback_addresses_are_told_apart():
+    from keye_agent.serve import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.5.0.1", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.2", "example.com"]))

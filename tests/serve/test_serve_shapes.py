@@ -75,6 +75,14 @@ def test_request_fields_reach_the_backend_as_generation_settings():
     assert (s3.max_tokens, s3.stop, s3.top_k) == (5, ["a", "b"], 0)
 
 
+class _Buggy(ScriptedBackend):
+    """A scripted model that hits a bug (not one of our errors) before it answers."""
+
+    async def astream(self, messages, tools, settings):
+        raise RuntimeError("index out of range in the sampler")
+        yield  # an async generator
+
+
 class _BreaksMidStream(ScriptedBackend):
     """A scripted model whose stream fails after its first words (a backend fault after the response began)."""
 
@@ -89,6 +97,12 @@ def test_a_backend_failure_is_a_500_error_object_or_an_error_event_mid_stream():
             with pytest.raises(openai.InternalServerError) as e:
                 list(_client(api).chat.completions.create(model=MODEL, messages=ASK, stream=stream) or [])
             assert e.value.body["code"] == "model_error" and "ran out of turns" in e.value.body["message"]
+    with serving(_Buggy(["unused"])) as api:
+        for stream in (False, True):
+            with pytest.raises(openai.InternalServerError) as e:
+                list(_client(api).chat.completions.create(model=MODEL, messages=ASK, stream=stream) or [])
+            assert e.value.body["code"] == "internal_error" and "RuntimeError: index out of range" in e.value.body[
+                "message"]
     with serving(_BreaksMidStream(["unused"])) as api:
         chunks = []
         with pytest.raises(openai.APIError, match="the model process died"):

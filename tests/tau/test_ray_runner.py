@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,11 +116,14 @@ def _descendants(pid: int) -> set[int]:
 
 @pytest.fixture
 def ray_cluster():
-    """`ray start --head --block` on loopback with 2 CPUs, in a temp dir of its own; stopped (and every process it
-    started) at the end."""
+    """`ray start --head --block` on loopback (only) with 2 CPUs, in a temp dir of its own; stopped (and every process it
+    started) and removed at the end."""
     tmp = tempfile.mkdtemp(prefix="kr", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     port = _free_port()
-    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONPATH": str(ROOT)}
+    # Ray swaps 127.0.0.1 for the machine's outward address unless told it is not clustering: keep to loopback
+    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           # the cluster's own token, given to it and to the driver: nothing read from or written to ~/.ray
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     log = open(Path(tmp) / "ray-start.log", "w")  # noqa: SIM115 - closed below, after the cluster stops
     proc = subprocess.Popen([str(RAY), "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
                              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
@@ -149,6 +154,7 @@ def ray_cluster():
             except ProcessLookupError:
                 pass
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_driver_killed_mid_run_then_resumed_on_a_running_cluster(ray_cluster, tmp_path) -> None:
@@ -185,3 +191,56 @@ def test_driver_killed_mid_run_then_resumed_on_a_running_cluster(ray_cluster, tm
     assert len(keys) == 24 and len(set(keys)) == 24  # every (task, trial) once: nothing lost, nothing twice
     assert {i: k for i, k in ((s.id, _key(s)) for s in final.simulations) if i in kept} == kept
     assert not ckpt.exists()
+
+
+def test_a_worker_that_dies_costs_only_its_simulations_in_flight(tmp_path) -> None:
+    """A tool that kills its worker's process (while a marker file exists): the simulations in flight there end
+    in infrastructure_error (left out of the figures), the worker is started again and the run goes on; --resume
+    then runs exactly those again."""
+    import asyncio
+
+    import ray
+
+    from keye_agent.tau import RunSettings, load_domain, summarize
+    from keye_agent.tau.ray_runner import RunSpec, run_tasks_ray
+
+    d = _slow_domain(tmp_path)
+    marker = tmp_path / "crash"
+    marker.write_text("")
+    (d / "slow.py").write_text((d / "slow.py").read_text() + textwrap.dedent(f"""\
+
+        async def crash(db, name):
+            import os
+            if os.path.exists({str(marker)!r}):
+                os._exit(1)
+            return "fine"
+        """))
+    (d / "tools.yaml").write_text((d / "tools.yaml").read_text() + (
+        "  - name: crash\n    kind: write\n    description: Crash the worker while the marker exists.\n"
+        "    arguments:\n      name: {type: string, description: Anything, required: true}\n"
+        "    python: slow.py:crash\n"))
+    tasks = json.loads((d / "tasks.json").read_text())
+    tasks[0]["evaluation_criteria"]["actions"] = [{"action_id": "x", "name": "crash", "arguments": {"name": "c"}}]
+    (d / "tasks.json").write_text(json.dumps(tasks))
+    domain, out = load_domain(str(d)), tmp_path / "r.json"
+    spec = RunSpec(str(d), "oracle", "oracle")
+
+    def settings(**kw):
+        return RunSettings(num_trials=2, max_concurrency=4, save_to=out, agent_name="oracle", user_name="oracle",
+                           **kw)
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")  # loopback
+    try:
+        first = asyncio.run(run_tasks_ray(domain, domain.tasks, spec, settings(), workers=2))
+        lost = {_key(s) for s in first.simulations if s.termination_reason == "infrastructure_error"}
+        assert {("t0", 0), ("t0", 1)} <= lost
+        assert all(s.reward == 1.0 for s in first.simulations if _key(s) not in lost)
+        assert len(first.simulations) == 16 and summarize(first).infra_errors == len(lost)
+        marker.unlink()
+        again = asyncio.run(run_tasks_ray(domain, domain.tasks, spec, settings(resume=True), workers=2))
+    finally:
+        ray.shutdown()
+    assert sorted(_key(s) for s in again.simulations) == sorted({_key(s) for s in again.simulations})
+    assert len(again.simulations) == 16 and all(s.reward == 1.0 for s in again.simulations)
+    kept = {s.id for s in first.simulations if _key(s) not in lost}
+    assert kept <= {s.id for s in again.simulations}
