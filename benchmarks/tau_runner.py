@@ -7,6 +7,11 @@ concurrency pays). Correctness first: every simulation must score as the oracle'
 printed.
 
     .venv/bin/python benchmarks/tau_runner.py --tau2-data ../shared/tau2 [--domain mock] [--sims 200]
+    .venv/bin/python benchmarks/tau_runner.py --ray [--ray-workers N]   # then: Ray workers vs this process
+
+With ``--ray``, a second table: the same simulations (participants that answer at once, so the work is the
+runner's own CPU time) run by this process and by Ray workers on a local cluster (started first, its start-up
+reported apart; each Ray run includes building its workers), same concurrency, same rewards required.
 """
 
 from __future__ import annotations
@@ -57,6 +62,45 @@ def measure(domain, tasks, trials: int, concurrency: int, delay_s: float) -> tup
     return len(res.simulations) / dt * 60, s.avg_reward
 
 
+def measure_ray(domain, tasks, trials: int, concurrency: int, workers: int | None, spec) -> tuple[float, float]:
+    from keye_agent.tau.ray_runner import run_tasks_ray
+
+    t0 = time.perf_counter()
+    res = asyncio.run(run_tasks_ray(domain, tasks, spec,
+                                    RunSettings(num_trials=trials, max_concurrency=concurrency), workers=workers))
+    dt = time.perf_counter() - t0
+    return len(res.simulations) / dt * 60, summarize(res).avg_reward
+
+
+def ray_table(domain, tasks, trials: int, workers: int | None, args) -> None:
+    import ray
+
+    from keye_agent.tau.ray_runner import RunSpec
+
+    spec = RunSpec(args.domain, "oracle", "oracle", tau2_data=args.tau2_data)
+    t0 = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    started = time.perf_counter() - t0
+    try:
+        n = workers or int(ray.cluster_resources().get("CPU", 1))
+        measure_ray(domain, tasks[:2], 1, 8, workers, spec)  # warm-up: workers import keye-agent once
+        rows = []
+        for c in (8, 32):
+            here, ref = measure(domain, tasks, trials, c, 0.0)
+            spread, avg = measure_ray(domain, tasks, trials, c, workers, spec)
+            if abs(avg - ref) > 1e-9:
+                sys.exit(f"Ray run: average reward {avg} differs from this process's {ref}; not timing")
+            rows.append((c, len(tasks) * trials, here, spread, spread / here))
+    finally:
+        ray.shutdown()
+    print(f"\nRay: local cluster of {os.cpu_count()} CPUs started in {started:.1f} s (not in the figures); "
+          f"{n} workers; participants answer at once")
+    print("| concurrency | simulations | this process, sims/minute | Ray workers, sims/minute | Ray vs this process |")
+    print("|---|---|---|---|---|")
+    for c, sims, here, spread, ratio in rows:
+        print(f"| {c} | {sims} | {here:,.0f} | {spread:,.0f} | {ratio:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--domain", default="mock")
@@ -64,6 +108,8 @@ def main() -> None:
                                                                               / "shared" / "tau2")))
     ap.add_argument("--sims", type=int, default=200, help="simulations per measurement (rounded to whole trials)")
     ap.add_argument("--latency-ms", type=float, default=20.0)
+    ap.add_argument("--ray", action="store_true", help="also compare Ray workers with this process")
+    ap.add_argument("--ray-workers", type=int, default=None)
     args = ap.parse_args()
     domain = load_domain(args.domain, tau2_data=args.tau2_data)
     tasks = domain.select()
@@ -86,6 +132,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for lat, c, n, rate, ratio in rows:
         print(f"| {lat} | {c} | {n} | {rate:,.0f} | {ratio:.2f}x |")
+    if args.ray:
+        ray_table(domain, tasks, trials, args.ray_workers, args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Every error the package raises on purpose derives from :class:`KeyeAgentError`::
     ├── TransientError              one failed attempt that a retry may fix (timeout, connection, 429, 5xx)
     ├── NetworkPolicyError          a URL refused by the network policy (private address, bad scheme)
     ├── MediaError                  an image or video that cannot be read, or is past its size budget
+    ├── RequestError                a request `keye-agent serve` refuses (HTTP status, the parameter at fault)
     └── TrajectoryError             a trajectory file that cannot be read
 
 The split that matters to the planner loop: subclasses of :class:`ToolError` and :class:`ModelOutputError` are
@@ -122,7 +123,13 @@ class ToolApprovalDenied(ToolError):
 
 
 class ToolDefinitionError(KeyeAgentError):
-    """A tool is defined wrongly (missing type hint, missing docstring for an argument, bad schema)."""
+    """A tool is defined wrongly (missing type hint, missing docstring for an argument, bad schema).
+    ``schema_path``: where in the tool's parameters schema the problem is (``("properties", "n", "default")``),
+    when it is in the schema, so a YAML registry can point at its line."""
+
+    def __init__(self, message: str, *, schema_path: tuple[str | int, ...] = (), hint: str | None = None) -> None:
+        self.schema_path = tuple(schema_path)
+        super().__init__(message, hint=hint)
 
 
 class ModelError(KeyeAgentError):
@@ -196,6 +203,21 @@ class MediaError(KeyeAgentError, ValueError):
     def __init__(self, message: str, *, source: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.source = source
+
+
+class RequestError(KeyeAgentError):
+    """A request the OpenAI-compatible server (:mod:`keye_agent.serve`) refuses, answered as OpenAI's error object
+    ``{"error": {"message", "type", "param", "code"}}``. ``status``: the HTTP status (400 a bad parameter, 401 a bad
+    key, 404 an unknown model, 413 a body past the limit, 429 a full queue); ``param``: the request field at fault
+    (``messages[2].role``), or None; ``error_type`` and ``code``: OpenAI's ``type`` and ``code``; ``retry_after``: seconds
+    for a Retry-After header."""
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None,
+                 error_type: str = "invalid_request_error", retry_after: float | None = None,
+                 hint: str | None = None) -> None:
+        self.status, self.param, self.code, self.retry_after = status, param, code, retry_after
+        self.error_type = error_type
+        super().__init__(message, hint=hint)
 
 
 class TrajectoryError(KeyeAgentError):

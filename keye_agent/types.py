@@ -173,6 +173,14 @@ class ToolResult(BaseModel):
     attempts: int = 1
     attachments: list[ImagePart] = Field(default_factory=list)
 
+    @property
+    def error_detail(self) -> str:
+        """The error without a leading ``"<error_type>: "`` (a plain exception's message carries its class name;
+        shown beside ``error_type``, it would say it twice)."""
+        err = self.error or ""
+        prefix = f"{self.error_type}: " if self.error_type else ""
+        return err[len(prefix):] if prefix and err.startswith(prefix) else err
+
 
 class Usage(BaseModel):
     prompt_tokens: int = 0

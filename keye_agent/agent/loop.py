@@ -134,8 +134,13 @@ class Agent:
     async def astream(self, task: str | Message, *, history: Sequence[Message] | None = None,
                       **limits: Unpack[LimitArgs]) -> AsyncIterator[Event]:
         """Async generator of the run's events (ends with :class:`RunFinished`)."""
-        async for ev in self.new_run(task, history=history, **limits).events():
-            yield ev
+        events = self.new_run(task, history=history, **limits).events()
+        try:
+            async for ev in events:
+                yield ev
+        finally:
+            # a consumer that stops early closes the run's own stream now, not whenever it is collected
+            await events.aclose()
 
     def cancel(self) -> None:
         """Stop every run of this agent in flight (to stop one, use its handle from :meth:`start`); each ends

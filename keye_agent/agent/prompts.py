@@ -65,7 +65,7 @@ _HINTS = {
 
 def correction_for(result: ToolResult, kind: ToolErrorKind) -> str:
     """The tool message the model sees for a failed call: the error as the tool raised it, and a hint for its kind."""
-    return f"Error ({result.error_type}): {result.error}\n{_HINTS[kind]}"
+    return f"Error ({result.error_type}): {result.error_detail}\n{_HINTS[kind]}"
 
 
 def repeated_call_message(call: ToolCall, step: int, error: str) -> str:

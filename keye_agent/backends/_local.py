@@ -4,8 +4,8 @@ grammar, decode in a worker thread, stream, parse, turn) and one stop-string str
 A subclass supplies the model-specific parts: :meth:`LocalBackend.render`, :meth:`LocalBackend._encode`, the
 grammar, a detokenizer, and :meth:`LocalBackend._decode`, which runs ``model.generate.decode_tokens`` over its own
 step (a prefix cache, a transformers KV cache). Generation runs in a worker thread under the backend's lock (one
-model, one generation at a time), so the event loop stays free; a caller that stops listening cancels it at the
-next token.
+model, one generation at a time; :meth:`LocalBackend._serial`, unless the backend batches generations itself), so
+the event loop stays free; a caller that stops listening cancels it at the next token.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import atexit
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -174,7 +175,7 @@ class LocalBackend(StreamingBackend):
 
     def _decode(self, job: Job, mask: TokenMask | None, cancel: threading.Event,
                 on_token: Callable[[int], bool]) -> DecodeResult:
-        """Generate ``job.max_new`` ids at most (called in the worker thread, under the lock)."""
+        """Generate ``job.max_new`` ids at most (called in the worker thread, under :meth:`_serial`)."""
         raise NotImplementedError
 
     async def _inputs(self, messages: Sequence[Message]) -> Any:
@@ -231,11 +232,16 @@ class LocalBackend(StreamingBackend):
             raise ContextWindowError(f"{self.name}: {what} has {n_prompt} tokens; the context window is "
                                      f"{self.context_window}")
 
+    def _serial(self, job: Job) -> AbstractContextManager[Any]:
+        """What a generation holds while it runs: the backend's lock (one generation at a time). A backend whose
+        engine batches concurrent generations itself returns a null context for the jobs it batches."""
+        return self._lock
+
     def _work(self, job: Job, post: Post, cancel: threading.Event) -> None:
         import torch
 
         try:
-            with self._lock, torch.inference_mode():
+            with self._serial(job), torch.inference_mode():
                 if cancel.is_set():
                     return
                 turn = self._generate(job, post, cancel)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from keye_agent.errors import MediaError, NetworkPolicyError
+from keye_agent.tools.decoding import ACCEPT_ENCODING, DecodingError, read_decoded
 from keye_agent.tools.netguard import NetPolicy, guarded_async_client
 from keye_agent.types import ImagePart, Message, TextPart, VideoPart
 
@@ -90,7 +91,8 @@ async def fetch_media(items: Sequence[MediaItem], policy: NetPolicy | None = Non
     remote = [it for it in items if not resolve_local(it)]
     if not remote:
         return
-    async with guarded_async_client(policy, timeout=timeout, follow_redirects=True) as client:
+    async with guarded_async_client(policy, timeout=timeout, follow_redirects=True,
+                                    headers={"Accept-Encoding": ACCEPT_ENCODING}) as client:
         for it in remote:
             it.source = await _download(client, it.part.url or "")
 
@@ -100,14 +102,14 @@ async def _download(client: httpx.AsyncClient, url: str) -> bytes:
         async with client.stream("GET", url) as r:
             if r.status_code != 200:
                 raise MediaError(f"{url}: HTTP {r.status_code}", source=url, hint="check the URL")
-            chunks, size = [], 0
-            async for chunk in r.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_FETCH_BYTES:
-                    raise MediaError(f"{url}: more than {MAX_FETCH_BYTES} bytes", source=url,
-                                     hint="download it and pass a smaller file")
-                chunks.append(chunk)
-            return b"".join(chunks)
+            try:  # decoded under the cap as it streams, every Content-Encoding layer counted
+                data, over = await read_decoded(r, MAX_FETCH_BYTES)
+            except DecodingError as e:
+                raise MediaError(f"{url}: {e}", source=url) from None
+            if over:
+                raise MediaError(f"{url}: more than {MAX_FETCH_BYTES} bytes", source=url,
+                                 hint="download it and pass a smaller file")
+            return data
     except NetworkPolicyError:
         raise
     except httpx.HTTPError as e:

@@ -26,6 +26,7 @@ Nothing here knows a model: :class:`ToolCallGrammar` takes a Hugging Face tokeni
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -89,6 +90,26 @@ class GrammarDecoder:
         self.steps += 1
         self.step_times.append(dt)
 
+    @classmethod
+    def mask_rows(cls, decoders: Sequence[GrammarDecoder], logits: torch.Tensor) -> None:
+        """Mask row i of ``logits`` [R, V] by ``decoders[i]``, in place: one bitmask for all rows, one copy to the
+        device and one apply (the batch engine's path; ``mask`` is this for one row)."""
+        t0 = time.perf_counter()
+        vocab = min(d.vocab_size for d in decoders)
+        bitmask = xgr.allocate_token_bitmask(len(decoders), vocab)
+        for i, d in enumerate(decoders):
+            d._matcher.fill_next_token_bitmask(bitmask, i)
+        if logits.device.type != "cpu":
+            bitmask = bitmask.to(logits.device, non_blocking=True)
+        xgr.apply_token_bitmask_inplace(logits, bitmask, vocab_size=min(vocab, logits.shape[-1]))
+        if logits.shape[-1] > vocab:  # padded lm_head columns are never valid tokens
+            logits[:, vocab:] = float("-inf")
+        dt = (time.perf_counter() - t0) / len(decoders)
+        for d in decoders:
+            d.mask_s += dt
+            d.steps += 1
+            d.step_times.append(dt)
+
     def accept(self, token_id: int) -> None:
         """Advance the grammar by one sampled token. A token outside the mask is a bug, not model output."""
         if not self._matcher.accept_token(int(token_id)):
@@ -105,7 +126,7 @@ class ToolCallGrammar:
     """Compiles tool-call grammars for one tokenizer and hands out a :class:`GrammarDecoder` per generation.
 
     Compiled grammars are cached by (tools, tool_choice, allow_reasoning), so a loop that offers the same tools at
-    every step compiles once.
+    every step compiles once. Thread-safe (a batching backend compiles from many worker threads at once).
     """
 
     def __init__(self, info: xgr.TokenizerInfo, *, cache_size: int = 32) -> None:
@@ -114,6 +135,7 @@ class ToolCallGrammar:
         self._compiler = xgr.GrammarCompiler(info, max_threads=2)
         self._cache: dict[str, xgr.CompiledGrammar] = {}
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     @classmethod
     def from_huggingface(
@@ -145,21 +167,23 @@ class ToolCallGrammar:
         if tag is None:
             return None
         key = json.dumps([tools, tool_choice, allow_reasoning, parallel], sort_keys=True, default=str)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        try:
-            compiled = self._compiler.compile_structural_tag(tag)
-        except (RuntimeError, ValueError) as e:
-            names = ", ".join(function_of(t)["name"] for t in tools or ())
-            raise ConfigError(
-                f"xgrammar cannot compile the tool schemas ({names}) into a grammar: {e}",
-                hint="simplify the schema (xgrammar supports most of JSON Schema), or turn constrained decoding off",
-            ) from e
-        if len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = compiled
-        return compiled
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+            try:
+                compiled = self._compiler.compile_structural_tag(tag)
+            except (RuntimeError, ValueError) as e:
+                names = ", ".join(function_of(t)["name"] for t in tools or ())
+                raise ConfigError(
+                    f"xgrammar cannot compile the tool schemas ({names}) into a grammar: {e}",
+                    hint="simplify the schema (xgrammar supports most of JSON Schema), or turn constrained decoding "
+                         "off",
+                ) from e
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = compiled
+            return compiled
 
     def decoder(
         self, tools: Sequence[dict[str, Any]] | None, tool_choice: str = "auto", *, allow_reasoning: bool = False,

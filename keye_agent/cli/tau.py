@@ -5,6 +5,8 @@
     keye-agent tau run ... --save-to results.json --resume      # after a crash or Ctrl-C: finish the rest
     keye-agent tau view results.json                            # the summary and a list of simulations
     keye-agent tau view results.json --task-id update_task_1 --trial 0
+    keye-agent tau run ... --ray                                # simulations on Ray workers (a local cluster)
+    keye-agent tau run ... --ray HEAD:6379 --resume             # or a running cluster; resumable as ever
 
 ``--agent-model oracle`` and ``--user-model oracle`` run the scripted oracle (gold actions), ``--agent-model idle``
 an agent that does nothing: both check a domain and the runner without a model.
@@ -25,10 +27,7 @@ from rich.text import Text
 
 from keye_agent.errors import KeyeAgentError
 from keye_agent.tau import (
-    IdleAgent,
     Limits,
-    OracleAgent,
-    OracleUser,
     Results,
     RunSettings,
     Summary,
@@ -36,6 +35,7 @@ from keye_agent.tau import (
     run_tasks,
     summarize,
 )
+from keye_agent.tau.participants import participant_factory
 from keye_agent.types import GenerationSettings, ModelBackend
 
 from .progress import SimulationBar, err_console, spinner
@@ -44,9 +44,6 @@ from .tracing import TraceOpt, close_tracer, open_tracer
 app = typer.Typer(help="TAU2-style simulations: an agent, a simulated user and a domain, scored as tau2-bench does.",
                   no_args_is_help=True)
 console = Console()
-
-_MODELS: dict[tuple[str, str | None], ModelBackend] = {}
-
 
 def _fail(e: KeyeAgentError) -> None:
     """An error of the run's set-up or of a results file: one line and its hint on stderr, exit 2."""
@@ -58,20 +55,19 @@ def _fail(e: KeyeAgentError) -> None:
 
 
 def _backend_factory(spec: str, side: str, base_url: str | None):
-    """(task, trial) -> backend. Scripted participants are made per simulation; a model is built once."""
-    if spec == "oracle":
-        return (lambda t, k: OracleAgent(t)) if side == "agent" else (lambda t, k: OracleUser(t))
-    if spec == "idle":
-        if side != "agent":
-            raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
-        return lambda t, k: IdleAgent(t)
-    if spec.startswith("scripted:"):
-        return lambda t, k: _resolve(spec, base_url)  # a script is consumed as it plays: one per simulation
-    key = (spec, base_url)
-    if key not in _MODELS:
-        _MODELS[key] = _resolve(spec, base_url)  # agent and user on the same model share one instance
-    model = _MODELS[key]
-    return lambda t, k: model
+    """(task, trial) -> backend (keye_agent.tau.participants); a model is built once, under a spinner."""
+    if spec == "idle" and side != "agent":
+        raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
+    return participant_factory(spec, side, base_url, loader=_resolve)
+
+
+def ray_argv(args: list[str]) -> list[str]:
+    """``tau run ... --ray`` without an address means a cluster on this machine; typer has no options with an
+    optional value, so the bare flag gets the value ``local`` before parsing (keye_agent.cli.main calls this)."""
+    for i, a in enumerate(args):
+        if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            return [*args[:i + 1], "local", *args[i + 1:]]
+    return args
 
 
 def _resolve(spec: str, base_url: str | None) -> ModelBackend:
@@ -117,6 +113,11 @@ def run(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="tokens per model turn")] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     trace: TraceOpt = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", help="spread the simulations over a Ray cluster: alone, one started on this "
+        "machine for the run; or the address of a running one (auto, HOST:PORT, ray://HOST:PORT)")] = None,
+    ray_workers: Annotated[int | None, typer.Option("--ray-workers", min=1, help="with --ray: worker actors "
+                                                    "(default one per CPU of the cluster)")] = None,
 ) -> None:
     """Run simulations of a domain's tasks and score them."""
     tracer = open_tracer(trace)
@@ -128,9 +129,14 @@ def run(
                 parse_model_spec(spec)
         dom = load_domain(domain, tau2_data=tau2_data, task_set=task_set)
         tasks = dom.select(split=task_split, task_ids=_split_ids(task_ids), num_tasks=num_tasks)
-        agent_f = _backend_factory(agent_model, "agent", agent_base_url)
-        user_f = _backend_factory(user_model, "user", user_base_url)
-        judge = _resolve(judge_model, None) if judge_model else None
+        if ray is None:
+            agent_f = _backend_factory(agent_model, "agent", agent_base_url)
+            user_f = _backend_factory(user_model, "user", user_base_url)
+            judge = _resolve(judge_model, None) if judge_model else None
+        else:  # the workers build the participants on their nodes; none is loaded here
+            if user_model == "idle":
+                raise typer.BadParameter("'idle' is an agent, not a user", param_hint="--user-model")
+            agent_f = user_f = judge = None
         if save_to is None:
             stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
             save_to = Path("results") / f"{stamp}_{dom.name}_{agent_model.replace('/', '_')}.json"
@@ -141,7 +147,15 @@ def run(
             user_settings=GenerationSettings(temperature=temperature, max_tokens=max_tokens),
             judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
         with SimulationBar(err_console(), dom.name) as bar:  # on stderr: with --json, stdout holds the summary only
-            results = asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=bar))
+            if ray is None:
+                results = asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=bar))
+            else:
+                from keye_agent.tau.ray_runner import RunSpec, run_tasks_ray
+
+                spec = RunSpec(domain, agent_model, user_model, agent_base_url, user_base_url, judge_model,
+                               str(tau2_data) if tau2_data else None, task_set)
+                results = asyncio.run(run_tasks_ray(dom, tasks, spec, settings, address=ray, workers=ray_workers,
+                                                    progress=bar))
     except KeyeAgentError as e:
         _fail(e)
         return

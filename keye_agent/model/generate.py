@@ -39,7 +39,11 @@ class TokenStep(Protocol):
 
 
 class TokenMask(Protocol):
-    """A constraint on each step, e.g. a grammar (``backends.constrained.GrammarDecoder``)."""
+    """A constraint on each step, e.g. a grammar (``backends.constrained.GrammarDecoder``).
+
+    A class may also offer ``mask_rows(masks, logits [R, V])`` (a classmethod masking row i by masks[i], in place):
+    the batch engine (``model.batch``) then masks all its rows of one step in one call (xgrammar's batched bitmask).
+    """
 
     def mask(self, logits: torch.Tensor) -> None: ...
 

@@ -91,10 +91,7 @@ class Attention(nn.Module):
         cache (``static_decode``), so it can be captured in a CUDA graph; ``start`` is then ignored.
         """
         B, T, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim))
-        k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv, self.head_dim))
-        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim)
-        q, k = apply_rope(q, rope[0], rope[1]), apply_rope(k, rope[0], rope[1])
+        q, k, v = self.project(x, rope)
         if pos is not None:
             return self.o_proj(self._static_step(x, q, k, v, rope, pos, sparse, kv).reshape(B, T, -1))
         end = start + T
@@ -113,6 +110,14 @@ class Attention(nn.Module):
         else:
             out = ops.dense_attention(q, k, v, start, self.scale)
         return self.o_proj(out.reshape(B, T, self.n_heads * self.head_dim))
+
+    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [B,T,Hq,D], k and v [B,T,Hkv,D] of x [B,T,hidden]: projected, QK-normed, q and k rotated."""
+        B, T, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim))
+        k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv, self.head_dim))
+        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim)
+        return apply_rope(q, rope[0], rope[1]), apply_rope(k, rope[0], rope[1]), v
 
     def _static_step(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      rope: tuple[torch.Tensor, ...], pos: torch.Tensor, sparse: bool,

@@ -7,6 +7,9 @@ mask ``s <= pos``; slots past ``pos`` take no part (softmax weight exactly 0). T
 what ``ops.dense_attention`` / ``ops.indexer_topk`` + ``ops.sparse_attention`` reference computes for T == 1
 (same selection rule: all visible keys while they fit in top-k, else the top-k by score, ties to the lower index).
 The cache's unused slots must hold finite values (StaticCache starts zeroed).
+
+``pos`` is [1] (every row at the same slot, a StaticCache) or [B] (row b's query at slot pos[b], the others of
+its row masked: the batched decode of sequences of different lengths, ``model.paged``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 
 from keye_agent.model import ops
 
-__all__ = ["decode_dense", "decode_sparse", "write_at"]
+__all__ = ["decode_dense", "decode_select", "decode_sparse", "write_at"]
 
 
 def write_at(buf: torch.Tensor, pos: torch.Tensor, value: torch.Tensor) -> None:
@@ -24,8 +27,8 @@ def write_at(buf: torch.Tensor, pos: torch.Tensor, value: torch.Tensor) -> None:
 
 
 def _visible(S: int, pos: torch.Tensor) -> torch.Tensor:
-    """[1, 1, S] bool: slots 0..pos."""
-    return (torch.arange(S, device=pos.device) <= pos)[None, None]
+    """[1 or B, 1, S] bool: slots 0..pos of each row."""
+    return (torch.arange(S, device=pos.device)[None, :] <= pos[:, None])[:, None]
 
 
 def decode_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor, scale: float) -> torch.Tensor:
@@ -33,19 +36,27 @@ def decode_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.T
     return ops._attend(q, k, v, _visible(k.shape[1], pos), scale)
 
 
-def decode_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, iq: torch.Tensor, iw: torch.Tensor,
-                  ik: torch.Tensor, pos: torch.Tensor, topk: int, scale: float) -> torch.Tensor:
-    """DSA for one query: index scores over the whole index cache ik [B,S_max,d], top-k among 0..pos, attention."""
-    B, _, H, d = iq.shape
+def decode_select(iq: torch.Tensor, iw: torch.Tensor, ik: torch.Tensor, pos: torch.Tensor,
+                  topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DSA selection of one query per row over index keys ik [B,S,d] (0..pos visible): slots idx [B,1,K] and
+    keep [1 or B,K] (False past the visible count), K = min(topk, S)."""
+    d = iq.shape[-1]
     S = ik.shape[1]
-    visible = _visible(S, pos)
     logits = torch.einsum("bthd,bsd->bths", iq.float(), ik.float()).relu_()  # [B, 1, H, S]
     scores = torch.einsum("bths,bth->bts", logits, iw.float() * d**-0.5)
-    scores = scores.masked_fill(~visible, float("-inf"))
+    scores = scores.masked_fill(~_visible(S, pos), float("-inf"))
     K = min(topk, S)
     # Masked slots score -inf and sort last; a stable sort breaks ties toward the lower key as the reference does.
     idx = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :K]
-    keep = torch.arange(K, device=pos.device) < (pos + 1).clamp(max=K)  # [K]
-    idx = torch.where(keep, idx, S)  # slot S = unused
+    keep = torch.arange(K, device=pos.device)[None, :] < (pos + 1).clamp(max=K)[:, None]  # [1 or B, K]
+    return idx, keep
+
+
+def decode_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, iq: torch.Tensor, iw: torch.Tensor,
+                  ik: torch.Tensor, pos: torch.Tensor, topk: int, scale: float) -> torch.Tensor:
+    """DSA for one query: index scores over the whole index cache ik [B,S_max,d], top-k among 0..pos, attention."""
+    B, S = q.shape[0], ik.shape[1]
+    idx, keep = decode_select(iq, iw, ik, pos, topk)
+    idx = torch.where(keep[:, None], idx, S)  # slot S = unused
     mask = torch.zeros(B, 1, S + 1, dtype=torch.bool, device=q.device).scatter_(2, idx, True)[..., :S]
     return ops._attend(q, k, v, mask, scale)

@@ -18,6 +18,7 @@ import httpx
 
 from keye_agent.errors import NetworkPolicyError, ToolExecutionError
 from keye_agent.retry import parse_retry_after
+from keye_agent.tools.decoding import ACCEPT_ENCODING, DecodingError, read_decoded
 from keye_agent.tools.netguard import NetPolicy, Resolver, check_url, guarded_async_client
 
 from .extract import Extracted, decode_bytes, html_to_text, json_to_text, pdf_to_text, sniff_html_charset
@@ -124,7 +125,8 @@ class Fetcher:
         check_url(url, self.policy)
         timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
         headers = {"User-Agent": self.user_agent, "Accept": "text/html,application/xhtml+xml,application/json,"
-                   "application/pdf,text/plain;q=0.9,*/*;q=0.5"}
+                   "application/pdf,text/plain;q=0.9,*/*;q=0.5",
+                   "Accept-Encoding": ACCEPT_ENCODING}  # only what read_decoded decodes under its cap
         redirects: list[str] = []
         current = url
         async with guarded_async_client(
@@ -184,16 +186,12 @@ class Fetcher:
         raise ToolExecutionError(f"{url} answered HTTP {status} {reason}".rstrip(), tool="fetch_url")
 
     async def _read(self, resp: httpx.Response) -> tuple[bytes, bool]:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.aiter_bytes():
-            room = self.max_bytes - size
-            if len(chunk) > room:
-                chunks.append(chunk[:room])
-                return b"".join(chunks), True
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), False
+        # decoded layer by layer under the cap as the raw bytes arrive: httpx's own decoder (aiter_bytes) turns
+        # 1 KB of "gzip, gzip" into 1 GB in one step, before any cap could look
+        try:
+            return await read_decoded(resp, self.max_bytes)
+        except DecodingError as e:
+            raise ToolExecutionError(f"cannot read {resp.url}: {e}", tool="fetch_url") from None
 
 
 def render_page(page: FetchedPage, max_chars: int) -> str:

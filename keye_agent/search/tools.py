@@ -169,6 +169,9 @@ def _policy(network: NetPolicy | Mapping[str, Any] | None, flags: dict[str, Any]
         raise ConfigError(f"fetch_url: unknown network option(s) {unknown}; known: {sorted(known)}")
     if "allowed_hosts" in merged:
         merged["allowed_hosts"] = frozenset(merged["allowed_hosts"])
+    redirects = merged.get("max_redirects", 0)
+    if not isinstance(redirects, int) or not 0 <= redirects <= 20:
+        raise ConfigError(f"fetch_url: max_redirects must be an integer from 0 to 20, got {redirects!r}")
     return NetPolicy(**merged)
 
 
@@ -218,6 +221,14 @@ def make_fetch_url(
     })
     if offline and corpus is None:
         raise ConfigError("fetch_url: offline=True needs a corpus to read from", hint="pass corpus=PATH")
+    for option, value in (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s), ("max_bytes", max_bytes)):
+        if not value > 0:  # NaN too
+            raise ConfigError(f"fetch_url: {option} must be a positive number, got {value!r}")
+    if not 200 <= max_chars <= max_chars_limit:
+        raise ConfigError(f"fetch_url: max_chars must be between 200 and max_chars_limit={max_chars_limit}, "
+                          f"got {max_chars!r}")
+    if retries < 0:
+        raise ConfigError(f"fetch_url: retries must be 0 or more, got {retries!r}")
     local = corpus if isinstance(corpus, LocalBackend) or corpus is None else LocalBackend(corpus)
     fetcher = Fetcher(policy, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s, max_bytes=max_bytes,
                       user_agent=user_agent, resolve=resolve)

@@ -32,7 +32,8 @@ The steps (each may store its value under a name with ``as: NAME``, usable later
 ``append: PATH`` + ``value:``  append to the list there
 ``delete: PATH``               remove the key there
 ``next_id: TABLE``             ``prefix`` + (number of records + 1), e.g. ``task_3``
-``python: FILE.py:FUNCTION``   (as a tool's whole body) ``FUNCTION(db, **arguments)``; raise to refuse the call
+``python: FILE.py:FUNCTION``   (as a tool's whole body) ``FUNCTION(db, **arguments)``; raise to refuse the call;
+                               an ``async def`` is awaited (so a slow body lets other simulations run meanwhile)
 =============================  ==================================================================================
 
 A string that is exactly ``"{name}"`` stands for that argument's or variable's value (its type kept); other
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import re
 import string
 from collections.abc import Callable
@@ -253,7 +255,8 @@ class DbToolkit(Toolkit):
 
     async def invoke(self, name: str, arguments: dict[str, Any]) -> Any:
         try:
-            return self._run(name, arguments)
+            value = self._run(name, arguments)
+            return await value if inspect.isawaitable(value) else value
         except KeyeAgentError:
             raise
         except Exception as e:  # noqa: BLE001 - a refused call is the model's business, as in Toolkit.invoke

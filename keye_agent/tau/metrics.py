@@ -47,20 +47,33 @@ class Summary:
     notes: list[str] = field(default_factory=list)
 
 
+def rewards_by_task(results: Results) -> dict[str, list[float]]:
+    """Each task's rewards, one per trial, of the simulations that ran (infrastructure_error left out; no reward
+    counts 0), in the order of the results file."""
+    by_task: dict[str, list[float]] = defaultdict(list)
+    for s in results.simulations:
+        if s.termination_reason != INFRA_ERROR:
+            by_task[s.task_id].append(s.reward if s.reward is not None else 0.0)
+    return dict(by_task)
+
+
+def task_pass_hat(rewards: list[float], k_max: int | None = None) -> dict[int, float]:
+    """pass^1..pass^k of one task from its trials' rewards (k up to its number of trials, or ``k_max``)."""
+    n, c = len(rewards), sum(map(is_success, rewards))
+    return {k: pass_hat_k(n, c, k) for k in range(1, min(n, k_max or n) + 1)}
+
+
 def summarize(results: Results) -> Summary:
     """pass^1..pass^k, k the smallest number of trials any task has; the average reward; how runs ended
     (simulations that ended in infrastructure_error counted only there, as in tau2-bench)."""
-    by_task: dict[str, list[float]] = defaultdict(list)
+    by_task = rewards_by_task(results)
     termination: dict[str, int] = defaultdict(int)
     unjudged = infra = 0
     for s in results.simulations:
         termination[s.termination_reason] += 1
         if s.termination_reason == INFRA_ERROR:
             infra += 1
-            continue
-        r = s.reward if s.reward is not None else 0.0
-        by_task[s.task_id].append(r)
-        if s.reward_info and (s.reward_info.get("info") or {}).get("unjudged"):
+        elif s.reward_info and (s.reward_info.get("info") or {}).get("unjudged"):
             unjudged += 1
     domain = str((results.info.get("environment_info") or {}).get("domain_name", "?"))
     notes = []
@@ -75,8 +88,8 @@ def summarize(results: Results) -> Summary:
         k_max = min(k_max, num_trials)
     if len({len(v) for v in by_task.values()}) > 1:
         notes.append(f"tasks have unequal numbers of trials; pass^k shown up to k={k_max}")
-    pass_hat = {k: sum(pass_hat_k(len(v), sum(map(is_success, v)), k) for v in by_task.values()) / len(by_task)
-                for k in range(1, k_max + 1)}
+    per_task = [task_pass_hat(v, k_max) for v in by_task.values()]
+    pass_hat = {k: sum(p[k] for p in per_task) / len(per_task) for k in range(1, k_max + 1)}
     rewards = [r for v in by_task.values() for r in v]
     if unjudged:
         notes.append(f"{unjudged} simulation(s) have NL assertions in their reward basis left unjudged "

@@ -7,7 +7,7 @@ import asyncio
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,8 @@ RERUN_ON_RESUME = ("unexpected_error", "infrastructure_error")
 
 BackendFactory = Callable[[Task, int], ModelBackend]
 """Gives the backend for (task, trial): one shared model, or a fresh scripted one per simulation."""
+Simulator = Callable[[Task, int, "int | None"], Awaitable[SimulationRun]]
+"""Runs and scores the simulation of (task, trial, seed) somewhere: in this process, or on a Ray worker."""
 ProgressCallback = Callable[[int, int, SimulationRun | None], None]
 
 
@@ -112,10 +114,21 @@ def _open_results(domain: Domain, tasks: list[Task], s: RunSettings) -> Results:
     return old
 
 
-async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFactory, user_factory: BackendFactory,
-                    settings: RunSettings, *, progress: ProgressCallback | None = None) -> Results:
-    """Run every (task, trial) not already in the results file; returns all results, old and new."""
+async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFactory | None,
+                    user_factory: BackendFactory | None, settings: RunSettings, *,
+                    progress: ProgressCallback | None = None, simulate: Simulator | None = None) -> Results:
+    """Run every (task, trial) not already in the results file; returns all results, old and new. Each finished
+    simulation reaches the checkpoint at once, wherever ``simulate`` ran it (default: here, with the factories)."""
     s = settings
+    if simulate is None and (agent_factory is None or user_factory is None):
+        raise ResultsError("run_tasks needs an agent and a user factory, or a simulator")
+
+    async def here(task: Task, trial: int, seed: int | None) -> SimulationRun:
+        assert agent_factory is not None and user_factory is not None
+        return await _simulate(domain, task, trial, seed, agent_factory, user_factory, s)
+
+    run_one = simulate or here
+
     if s.num_trials < 1 or s.max_concurrency < 1:
         raise ResultsError("--num-trials and --max-concurrency must be at least 1")
     results = _open_results(domain, tasks, s)
@@ -137,7 +150,7 @@ async def run_tasks(domain: Domain, tasks: list[Task], agent_factory: BackendFac
     async def one(task: Task, trial: int) -> None:
         nonlocal finished, last_save
         async with sem:
-            sim = await _simulate(domain, task, trial, seeds[trial], agent_factory, user_factory, s)
+            sim = await run_one(task, trial, seeds[trial])
         async with lock:
             results.simulations.append(sim)
             if ckpt is not None and s.save_to:

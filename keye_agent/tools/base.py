@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -13,11 +14,12 @@ from functools import cached_property
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from keye_agent._sync import run_sync
 from keye_agent.errors import ToolDefinitionError
 from keye_agent.types import ImagePart
+
+from .schema_check import check_parameters
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
@@ -87,10 +89,10 @@ class Tool:
             raise ToolDefinitionError(
                 f"tool {self.name!r}: parameters must be a JSON Schema of type 'object', got {self.parameters.get('type')!r}"
             )
-        try:
-            Draft202012Validator.check_schema(self.parameters)
-        except SchemaError as e:
-            raise ToolDefinitionError(f"tool {self.name!r}: parameters are not a valid JSON Schema: {e.message}") from e
+        check_parameters(self.name, self.parameters)
+        if self.timeout_s is not None and not (isinstance(self.timeout_s, int | float) and 0 < self.timeout_s < math.inf):
+            raise ToolDefinitionError(f"tool {self.name!r}: timeout_s must be a positive finite number of seconds, "
+                                      f"got {self.timeout_s!r}", hint="e.g. timeout_s=30, or None for no limit")
         if not callable(self.fn):
             raise ToolDefinitionError(f"tool {self.name!r}: fn is not callable")
 

@@ -8,8 +8,12 @@ package never imports them.
 from __future__ import annotations
 
 import difflib
+import inspect
+import typing
 from importlib.metadata import entry_points
 from typing import Any
+
+import pydantic
 
 from keye_agent.errors import ConfigError
 
@@ -37,10 +41,52 @@ def load_builtin(name: str, **options: Any) -> Tool:
         raise ConfigError(
             f"built-in tool {name!r} cannot be loaded: {e}", hint="install the extra that provides it (keye-agent[all])"
         ) from e
+    options = _check_options(name, factory, options)
     try:
         made = factory(**options)
-    except TypeError as e:
-        raise ConfigError(f"built-in tool {name!r}: bad options {sorted(options)}: {e}") from e
+    except (TypeError, ValueError) as e:  # a factory's own check of a value (a range, a combination)
+        raise ConfigError(f"built-in tool {name!r}: bad options {sorted(options)}: {e}",
+                          hint=f"its options: {_option_names(factory)}") from None
     if not isinstance(made, Tool):
         raise ConfigError(f"entry point {name!r} returned {type(made).__name__}, not a Tool")
     return made
+
+
+def _option_names(factory: Any) -> str:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return "(unknown)"
+    return ", ".join(p for p in params if not p.startswith("_")) or "none"
+
+
+def _check_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Each option checked against the factory's signature and type hints (a YAML ``options:`` mapping is
+    untyped), so a misspelt option or a string where a number belongs is a ConfigError naming it, not a TypeError
+    from inside; returns the options as the hints read them ("10" -> 10 for an int)."""
+    try:
+        params = inspect.signature(factory).parameters
+        hints = typing.get_type_hints(factory)
+    except (TypeError, ValueError, NameError):
+        return options
+    if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params.values()):
+        return options
+    fields = {n: (hints.get(n, Any), ... if p.default is p.empty else p.default) for n, p in params.items()}
+    try:
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            f"{name}_options", __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            **fields)
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):
+        return options  # hints pydantic cannot check; the factory checks what it gets
+    try:
+        checked = model.model_validate(options)
+    except TypeError:  # a hint that cannot check instances (a Protocol not runtime-checkable): the factory decides
+        return options
+    except pydantic.ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'options'}: "
+            + ("not an option of this tool" if err["type"] == "extra_forbidden" else err["msg"])
+            for err in e.errors(include_url=False)[:5])
+        raise ConfigError(f"built-in tool {name!r}: bad option(s): {problems}",
+                          hint=f"its options: {_option_names(factory)}") from None
+    return {k: getattr(checked, k) for k in options}

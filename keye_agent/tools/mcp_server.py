@@ -39,7 +39,7 @@ def _result(r: Any) -> Any:
     import mcp_types as types
 
     if not r.ok:
-        return types.CallToolResult(content=[types.TextContent(text=f"{r.error_type}: {r.error}")], is_error=True)
+        return types.CallToolResult(content=[types.TextContent(text=f"{r.error_type}: {r.error_detail}")], is_error=True)
     blocks: list[Any] = [types.TextContent(text=r.content)] if r.content or not r.attachments else []
     for a in r.attachments:
         if a.data is not None:

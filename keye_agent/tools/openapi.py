@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-import yaml
 
 from keye_agent._sync import run_sync
 
+from ._yaml_compose import compose
+from .decoding import ACCEPT_ENCODING, DecodingError, read_decoded
 from .http_tool import ArgSpec, HttpSpec
 from .netguard import NetPolicy, guarded_async_client
 
@@ -31,6 +32,8 @@ __all__ = ["OpenAPIError", "load_openapi_document", "operations_to_specs"]
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 _MAX_REF_DEPTH = 32
 _MAX_SPEC_BYTES = 5_000_000
+FETCH_DEADLINE_S = 30.0
+"""The most one fetch of a ``spec:`` URL may take, redirects and every byte of the body included."""
 
 
 class OpenAPIError(ValueError):
@@ -51,9 +54,12 @@ def load_openapi_document(source: str, *, base_dir: Path, policy: NetPolicy,
             raise OpenAPIError(f"cannot read OpenAPI document {str(p)!r}: {e.strerror or e}") from None
         origin = None
     try:
-        doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
+        # YAML through the registry's reader: the same limits on aliases and nesting (a spec may be hostile)
+        doc = json.loads(text) if text.lstrip().startswith("{") else compose(text, source)[0]
+    except ValueError as e:
         raise OpenAPIError(f"the OpenAPI document {source!r} is neither valid JSON nor YAML: {e}") from None
+    except RecursionError:
+        raise OpenAPIError(f"the OpenAPI document {source!r} is nested too deeply to read") from None
     if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3"):
         raise OpenAPIError(f"{source!r} is not an OpenAPI 3 document (no 'openapi: 3.x' field)")
     if not isinstance(doc.get("paths"), dict):
@@ -72,18 +78,25 @@ def _fetch_blocking(url: str, policy: NetPolicy, transport: httpx.AsyncBaseTrans
 
 
 async def _fetch(url: str, policy: NetPolicy, transport: httpx.AsyncBaseTransport | None) -> str:
-    client = (httpx.AsyncClient(transport=transport, timeout=30, follow_redirects=True) if transport is not None
-              else guarded_async_client(policy, timeout=30, follow_redirects=True))
-    async with client:
-        try:
-            r = await client.get(url)
-        except httpx.HTTPError as e:
-            raise OpenAPIError(f"cannot fetch the OpenAPI document {url!r}: {type(e).__name__}: {e}") from None
-    if r.status_code != 200:
-        raise OpenAPIError(f"fetching the OpenAPI document {url!r} gave HTTP {r.status_code}")
-    if len(r.content) > _MAX_SPEC_BYTES:
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    client = (httpx.AsyncClient(transport=transport, timeout=30, follow_redirects=True, headers=headers)
+              if transport is not None
+              else guarded_async_client(policy, timeout=30, follow_redirects=True, headers=headers))
+    try:
+        # one deadline for the whole fetch: httpx's timeout is per read, and a server dripping a byte a second
+        # would hold the load forever
+        async with asyncio.timeout(FETCH_DEADLINE_S), client, client.stream("GET", url) as r:
+            if r.status_code != 200:
+                raise OpenAPIError(f"fetching the OpenAPI document {url!r} gave HTTP {r.status_code}")
+            body, over = await read_decoded(r, _MAX_SPEC_BYTES)
+            encoding = r.charset_encoding or "utf-8"
+    except TimeoutError:
+        raise OpenAPIError(f"fetching the OpenAPI document {url!r} took longer than {FETCH_DEADLINE_S:g} s") from None
+    except (httpx.HTTPError, DecodingError) as e:
+        raise OpenAPIError(f"cannot fetch the OpenAPI document {url!r}: {type(e).__name__}: {e}") from None
+    if over:
         raise OpenAPIError(f"the OpenAPI document {url!r} is over {_MAX_SPEC_BYTES:,} bytes")
-    return r.text
+    return body.decode(encoding, "replace")
 
 
 def _resolver(doc: dict[str, Any]) -> Callable[[Any], Any]:

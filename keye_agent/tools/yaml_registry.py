@@ -34,21 +34,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from keye_agent.errors import ConfigError, KeyeAgentError, NetworkPolicyError, ToolDefinitionError, register_secret
+from keye_agent.errors import ConfigError, KeyeAgentError, ToolDefinitionError, register_secret
 
 from .base import Tool
 from .builtins import load_builtin
 from .decorator import tool as make_tool
-from .http_tool import ArgSpec, HttpSpec, make_http_tool, placeholders
-from .jsonpath import JsonPath, JsonPathError
-from .netguard import NetPolicy, check_url
-from .openapi import OpenAPIError, load_openapi_document, operations_to_specs
+from .http_tool import make_http_tool
+from .netguard import NetPolicy
 from .registry import ToolRegistry
 from .registry_schema import registry_json_schema, schema_errors
+from .yaml_http import auth_from_env, definition_error, http_spec, openapi_tools
 from .yaml_source import SourceMap, expand_env, read_yaml
 
 __all__ = ["load_registry", "registry_json_schema", "validate_registry_file"]
@@ -124,8 +122,18 @@ def validate_registry_file(path: str | os.PathLike[str], *, env: Mapping[str, st
 
 
 def _secret_names(data: dict[str, Any]) -> list[str]:
+    """Variables whose values are secrets wherever ``${}`` uses them: those listed under ``secrets:`` and those an
+    ``auth:`` reads (``token_env``, ``key_env``), found before anything is expanded or checked, so no error
+    (a schema problem in an earlier tool, a bad URL) can quote one."""
     names = data.get("secrets")
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    found = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    auths = [data.get("defaults", {}).get("auth")] if isinstance(data.get("defaults"), dict) else []
+    tools = data.get("tools")
+    auths += [t.get("auth") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    for auth in auths:
+        if isinstance(auth, dict):
+            found += [auth[k] for k in ("token_env", "key_env") if isinstance(auth.get(k), str)]
+    return found
 
 
 def _prepare(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], SourceMap, list[ConfigError]]:
@@ -143,7 +151,11 @@ def _prepare(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], Source
 
 def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_defaults: dict[str, Any],
                parent_network: dict[str, Any] | None) -> None:
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (RuntimeError, OSError) as e:  # RuntimeError: a symlink loop, before Python 3.13
+        raise ConfigError(f"cannot read registry file {path}: {e}",
+                          hint="a symlink on this path points back at itself; point it at a file") from None
     if real in stack:
         chain = " -> ".join(str(s) for s in (*stack, real))
         raise ConfigError(f"include cycle: {chain}", hint="remove one of the include entries")
@@ -161,6 +173,9 @@ def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_def
     network = data.get("network", parent_network)
     for i, inc in enumerate(data.get("include") or []):
         inc_path = (path.parent / inc)
+        if inc_path.is_symlink() and not inc_path.exists():
+            raise smap.error(f"included file {inc!r} is a symlink that loops or points at nothing ({inc_path})",
+                             ("include", i), hint="point the symlink at a registry file")
         if not inc_path.exists():
             raise smap.error(f"included file {inc!r} not found (looked for {inc_path})", ("include", i),
                              hint="include paths are relative to the including file")
@@ -211,7 +226,11 @@ def _build(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults:
            base_dir: Path, ctx: _Context) -> list[Tool]:
     kind = spec["kind"]
     if kind == "http":
-        return [make_http_tool(_http_spec(spec, at, smap, defaults, policy, ctx))]
+        hs = http_spec(spec, at, smap, defaults, policy, ctx)
+        try:
+            return [make_http_tool(hs)]
+        except ToolDefinitionError as e:
+            raise definition_error(e, smap, at, "arguments") from None
     if kind == "python":
         return [_python_tool(spec, at, smap)]
     if kind == "builtin":
@@ -219,109 +238,8 @@ def _build(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults:
     if kind == "mcp":
         from .yaml_mcp import mcp_entry_tools  # the MCP SDK loads only for registries that use it
 
-        return mcp_entry_tools(spec, at, smap, policy, base_dir, _auth(spec.get("auth"), at, smap, ctx)[0])
-    return _openapi_tools(spec, at, smap, defaults, policy, base_dir, ctx)
-
-
-def _setting(spec: dict[str, Any], defaults: dict[str, Any], key: str, fallback: Any) -> Any:
-    return spec[key] if key in spec else defaults.get(key, fallback)
-
-
-def _auth(auth: dict[str, Any] | None, at: tuple[Any, ...], smap: SourceMap, ctx: _Context
-          ) -> tuple[dict[str, str], dict[str, str]]:
-    """(headers, query parameters) carrying the credential read from the environment."""
-    if not auth or auth["type"] == "none":
-        return {}, {}
-    var = auth["token_env"] if auth["type"] == "bearer" else auth["key_env"]
-    value = ctx.env.get(var)
-    if not value:
-        raise smap.error(f"auth needs the environment variable {var}, which is not set", (*at, "auth"),
-                         hint=f"export {var}=<your credential> before loading this registry")
-    register_secret(value)
-    if auth["type"] == "bearer":
-        return {"Authorization": f"Bearer {value}"}, {}
-    if "query" in auth:
-        return {}, {auth["query"]: value}
-    return {auth.get("header", "X-API-Key"): value}, {}
-
-
-def _http_settings(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
-                   policy: NetPolicy, ctx: _Context) -> HttpSpec:
-    """The settings shared by http and openapi tools, with defaults applied (no name, URL or arguments yet)."""
-    auth_at = at if "auth" in spec else ("defaults",)
-    auth_headers, auth_query = _auth(_setting(spec, defaults, "auth", None), auth_at, smap, ctx)
-    headers = {k: str(v) for k, v in {**defaults.get("headers", {}), **spec.get("headers", {})}.items()}
-    return HttpSpec(
-        name="_", description="_", method="GET", url="",
-        headers={**headers, **auth_headers}, query=auth_query,
-        timeout_s=float(_setting(spec, defaults, "timeout_s", 30.0)),
-        retries=int(_setting(spec, defaults, "retries", 2)),
-        max_response_bytes=int(_setting(spec, defaults, "max_response_bytes", 1_000_000)),
-        retry_non_idempotent=bool(_setting(spec, defaults, "retry_non_idempotent", False)),
-        policy=policy, transport=ctx.transport,
-    )
-
-
-def _check_base(url: str, at: tuple[Any, ...], smap: SourceMap, policy: NetPolicy, ctx: _Context) -> None:
-    probe = url.replace("{", "").replace("}", "")
-    parts = urlsplit(probe)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise smap.error(f"{url!r} is not an absolute http(s) URL", at,
-                         hint="write it like https://api.example.com/v1 (set defaults.base_url for relative paths)")
-    if ctx.transport is None:
-        try:
-            check_url(probe, policy)
-        except NetworkPolicyError as e:
-            raise smap.error(str(e), at) from None
-
-
-def _http_spec(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
-               policy: NetPolicy, ctx: _Context) -> HttpSpec:
-    hs = _http_settings(spec, at, smap, defaults, policy, ctx)
-    if "url" in spec:
-        url, url_at = spec["url"], (*at, "url")
-    else:
-        base = spec.get("base_url", defaults.get("base_url"))
-        if not base:
-            raise smap.error(f"tool {spec['name']!r} has a relative path but no base_url", (*at, "path"),
-                             hint="set base_url on the tool or under defaults, or give a full url instead")
-        url, url_at = base.rstrip("/") + spec["path"], (*at, "base_url") if "base_url" in spec else (*at, "path")
-    _check_base(url, url_at, smap, policy, ctx)
-    method = str(spec.get("method", "GET")).upper()
-    holes = placeholders(url)
-    args: dict[str, ArgSpec] = {}
-    for name, arg in (spec.get("arguments") or {}).items():
-        loc = arg.get("in") or ("path" if name in holes else "query" if method in ("GET", "HEAD", "DELETE") else "body")
-        if loc == "path" and name not in holes:
-            raise smap.error(f"argument {name!r} is declared in: path but the URL has no {{{name}}}",
-                             (*at, "arguments", name, "in") if "in" in arg else (*at, "arguments", name),
-                             hint=f"add {{{name}}} to the path, or use in: query / body")
-        schema = {k: v for k, v in arg.items() if k not in ("in", "name", "required")}
-        args[name] = ArgSpec(schema=schema, location=loc, wire_name=arg.get("name", name),
-                             required=loc == "path" or bool(arg.get("required", False)))
-    for hole in holes:
-        if hole not in args or args[hole].location != "path":
-            close = difflib.get_close_matches(hole, list(args), n=1)
-            raise smap.error(
-                f"the URL has {{{hole}}} but no path argument {hole!r} is declared", url_at,
-                hint=(f"did you mean {close[0]!r}? " if close else "")
-                + f"declare it under arguments: {hole}: {{type: string, description: ..., in: path}}",
-            )
-    select = None
-    if "response" in spec and "select" in spec["response"]:
-        expr = spec["response"]["select"]
-        try:
-            select = JsonPath(expr)
-        except JsonPathError as e:
-            line, col = smap.at((*at, "response", "select"))
-            raise ConfigError(f"bad response.select {expr!r}: {e} (at character {e.position + 1})", file=smap.file,
-                              line=line, column=col, hint="e.g. $.items[*].name or $.store") from None
-    cap = spec.get("response", {}).get("max_bytes")
-    return dataclasses.replace(
-        hs, name=spec["name"], description=spec["description"], method=method, url=url, arguments=args,
-        select=select, max_response_bytes=int(cap) if cap else hs.max_response_bytes,
-        mutates_state=spec.get("mutates_state"), requires_approval=spec.get("requires_approval"),
-    )
+        return mcp_entry_tools(spec, at, smap, policy, base_dir, auth_from_env(spec.get("auth"), at, smap, ctx)[0])
+    return openapi_tools(spec, at, smap, defaults, policy, base_dir, ctx)
 
 
 def _import_function(ref: str, at: tuple[Any, ...], smap: SourceMap) -> Any:
@@ -364,6 +282,8 @@ def _python_tool(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap) -> 
                                    parameters=spec["parameters"], fn=fn), spec)
         return _overrides(make_tool(fn, name=spec.get("name")), spec)
     except ToolDefinitionError as e:
+        if "parameters" in spec and e.schema_path:
+            raise definition_error(e, smap, at, "parameters") from None
         raise smap.error(f"{spec['function']}: {e}", (*at, "function")) from None
 
 
@@ -376,33 +296,3 @@ def _builtin_tool(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap) ->
         return _overrides(t, spec)
     except ToolDefinitionError as e:
         raise smap.error(str(e), at) from None
-
-
-def _openapi_tools(spec: dict[str, Any], at: tuple[Any, ...], smap: SourceMap, defaults: dict[str, Any],
-                   policy: NetPolicy, base_dir: Path, ctx: _Context) -> list[Tool]:
-    template = _http_settings(spec, at, smap, defaults, policy, ctx)
-    source = spec["spec"]
-    if urlsplit(source).scheme in ("http", "https") and ctx.transport is None:
-        _check_base(source, (*at, "spec"), smap, policy, ctx)
-    try:
-        doc, origin = load_openapi_document(source, base_dir=base_dir, policy=policy, transport=ctx.transport)
-    except OpenAPIError as e:
-        raise smap.error(str(e), (*at, "spec")) from None
-    except NetworkPolicyError as e:
-        raise smap.error(str(e), (*at, "spec")) from None
-    base_url = spec.get("base_url", defaults.get("base_url") if origin is None else None)
-    try:
-        specs = operations_to_specs(doc, list(spec["operations"]), origin=origin, base_url=base_url,
-                                    prefix=spec.get("prefix", ""), mutating=spec.get("mutating_operations"),
-                                    template=template)
-    except OpenAPIError as e:
-        raise smap.error(str(e), (*at, "operations")) from None
-    tools = []
-    for s in specs:
-        _check_base(s.url, (*at, "base_url") if "base_url" in spec else (*at, "spec"), smap, policy, ctx)
-        try:
-            tools.append(make_http_tool(s))
-        except ToolDefinitionError as e:
-            raise smap.error(f"operation {s.name!r} cannot become a tool: {e}", (*at, "operations")) from None
-    return tools
-

@@ -16,7 +16,9 @@ import yaml
 
 from keye_agent.errors import ConfigError, is_secret_name, register_secret
 
-__all__ = ["SourceMap", "expand_env", "read_yaml"]
+from ._yaml_compose import compose
+
+__all__ = ["MAX_FILE_BYTES", "SourceMap", "expand_env", "read_yaml"]
 
 Path_ = tuple[str | int, ...]
 
@@ -32,6 +34,8 @@ class SourceMap:
     file: str
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    has_variables: bool = True
+    """Whether the file's text holds ``${`` at all; without it :func:`expand_env` has nothing to walk."""
 
     def at(self, path: Path_, *, key: bool = False) -> tuple[int | None, int | None]:
         """The position of ``path`` (its key when ``key``), or of its nearest ancestor that has one."""
@@ -51,66 +55,39 @@ class SourceMap:
         return ConfigError(message, file=self.file, line=line, column=col, hint=hint)
 
 
-def _pos(node: yaml.Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"registry file {path} is {size:,} bytes; the most a registry file may hold is "
+                              f"{MAX_FILE_BYTES:,}", hint="split it into files joined with include:")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"registry file not found: {path}") from None
+    except OSError as e:  # a directory, a symlink loop, no permission
+        raise ConfigError(f"cannot read registry file {path}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        start = data.rfind(b"\n", 0, e.start) + 1
+        column = len(data[start:e.start].decode("utf-8", "replace")) + 1
+        raise ConfigError(f"byte 0x{data[e.start]:02x} is not UTF-8 ({e.reason})", file=str(path), line=line,
+                          column=column, hint="save the file as UTF-8") from None
 
 
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:
-    """Parse ``path`` into plain Python values and a :class:`SourceMap`; duplicate keys are an error."""
-    smap = SourceMap(str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"registry file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read registry file {path}: {e}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise ConfigError("the file is empty; expected a mapping with a 'tools' list", file=str(path), line=1,
-                              column=1)
-        data = _convert(root, (), smap, loader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        what = " ".join(x for x in (e.context, e.problem) if x)
-        raise ConfigError(
-            f"YAML syntax error: {what}", file=str(path),
-            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
-            hint="check the indentation (spaces, not tabs) and the quoting on this line",
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"YAML error: {e}", file=str(path)) from None
-    finally:
-        loader.dispose()
-    return data, smap
-
-
-def _convert(node: yaml.Node, path: Path_, smap: SourceMap, loader: yaml.SafeLoader) -> Any:
-    smap.values[path] = _pos(node)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        loader.flatten_mapping(node)  # resolves "<<: *anchor" merges
-        for knode, vnode in node.value:
-            key = loader.construct_object(knode, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            if key in out:
-                first = smap.keys.get((*path, key))
-                where = f" (first at line {first[0]})" if first else ""
-                line, col = _pos(knode)
-                raise ConfigError(f"duplicate key {key!r}{where}", file=smap.file, line=line, column=col,
-                                  hint="a key may appear once per mapping; merge the two entries")
-            smap.keys[(*path, key)] = _pos(knode)
-            out[key] = _convert(vnode, (*path, key), smap, loader)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(v, (*path, i), smap, loader) for i, v in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
-    if isinstance(node, yaml.ScalarNode) and node.style is None and isinstance(value, str) and "${" in value:
-        # remember that an unquoted ${X} may stand for a number or a boolean once expanded
-        smap.values[(*path, "\0plain")] = (0, 0)
-    return value
+    """Parse ``path`` into plain Python values and a :class:`SourceMap`; duplicate keys are an error, and so are
+    the limits of :mod:`._yaml_compose` (alias expansion, nesting) and :data:`MAX_FILE_BYTES`."""
+    text = _read_text(path)
+    data, values, keys = compose(text, str(path))
+    if data is None:
+        raise ConfigError("the file is empty; expected a mapping with a 'tools' list", file=str(path), line=1,
+                          column=1)
+    return data, SourceMap(str(path), values, keys, has_variables="${" in text)
 
 
 def expand_env(
@@ -121,14 +98,26 @@ def expand_env(
     at its position. Values of secret-looking variables, of those listed in ``secret_names``, and of any variable used
     where ``is_secret_path`` says (auth, headers) are registered as secrets, so they are redacted everywhere."""
     env = os.environ if env is None else env
-    if isinstance(data, dict):
-        return {k: expand_env(v, smap, env=env, secret_names=secret_names, is_secret_path=is_secret_path,
-                              path=(*path, k)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [expand_env(v, smap, env=env, secret_names=secret_names, is_secret_path=is_secret_path,
-                           path=(*path, i)) for i, v in enumerate(data)]
-    if not isinstance(data, str) or "${" not in data:
+    if not smap.has_variables:
         return data
+
+    def walk(node: Any, at: Path_) -> Any:
+        # only containers and strings holding "${" cost a call: a 10 MB file has a million plain values
+        if isinstance(node, dict):
+            return {k: (walk(v, (*at, k)) if isinstance(v, dict | list) or (type(v) is str and "${" in v) else v)
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*at, i)) if isinstance(v, dict | list) or (type(v) is str and "${" in v) else v
+                    for i, v in enumerate(node)]
+        if isinstance(node, str) and "${" in node:
+            return _expand_one(node, smap, env, secret_names, is_secret_path, at)
+        return node
+
+    return walk(data, path)
+
+
+def _expand_one(data: str, smap: SourceMap, env: Mapping[str, str], secret_names: frozenset[str],
+                is_secret_path: Callable[[Path_], bool], path: Path_) -> Any:
 
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$${":

@@ -18,8 +18,8 @@ HERE = Path(__file__).parent / "broken_yaml"
 ENV = {"STORE_API_URL": "http://127.0.0.1:8765"}
 
 CASES: dict[str, tuple[str, int, int] | tuple[str, int, int, str]] = {
-    "01_yaml_syntax.yaml": (r"YAML syntax error: .*expected <block end>", 9, 4),
-    "02_tab_indent.yaml": (r"YAML syntax error: .*'\\t'", 8, 1),
+    "01_yaml_syntax.yaml": (r"YAML syntax error: .*(expected <block end>|did not find expected '-')", 9, 4),
+    "02_tab_indent.yaml": (r"YAML syntax error: .*('\\t'|tab character)", 8, 1),
     "03_unclosed_quote.yaml": (r"YAML syntax error: .*quoted scalar.*end of stream", 10, 1),
     "04_top_level_list.yaml": (r"the top level is a list; expected a mapping with a 'tools' list", 1, 1),
     "05_empty.yaml": (r"the file is empty", 1, 1),
@@ -74,6 +74,20 @@ CASES: dict[str, tuple[str, int, int] | tuple[str, int, int, str]] = {
     "47_tools_not_a_list.yaml": (r"tools is dict .*; expected an array", 3, 3),
     "48_hex_loopback_refused.yaml": (r"host '0x7f\.1' \(= 127\.0\.0\.1\) is a loopback address", 6, 10),
     "49_openapi_no_operations.yaml": (r"tools\[0\]\.operations: \[\] should be non-empty", 5, 17),
+    # issue 24 items 5 and 6: inputs that exploded, were read without a line, or were accepted
+    "50_alias_bomb.yaml": (r"aliases expand to more than 100,000 nodes .*\*e.*alias bomb", 7, 8),
+    "51_not_utf8.yaml": (r"byte 0xe9 is not UTF-8.*save the file as UTF-8", 5, 21),
+    "52_items_type_typo.yaml": (r"not a valid JSON Schema: 'strng' .*did you mean 'string'\?", 10, 64),
+    "53_default_wrong_type.yaml": (r"argument 'limit' has default 'ten': 'ten' is not of type 'integer'.*an integer",
+                                   10, 66),
+    "54_default_outside_enum.yaml": (r"argument 'sort' has default 'price': not one of its enum values.*add 'price'",
+                                     10, 77),
+    "55_minimum_over_maximum.yaml": (r"argument 'limit' has minimum: 10 and maximum: 1, so no value fits.*swap", 10, 66),
+    "56_timeout_nan.yaml": (r"\.nan is not a finite number", 9, 16),
+    "57_builtin_bad_option.yaml": (r"built-in tool 'fetch_url': bad option\(s\): max_chars: .*valid integer.*its options",
+                                   4, 14),
+    "58_two_documents.yaml": (r"more than one YAML document", 9, 1),
+    "59_unknown_alias.yaml": (r"the alias \*shared_args names no anchor", 9, 16),
 }
 
 

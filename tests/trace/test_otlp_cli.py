@@ -79,3 +79,32 @@ def test_bad_trace_value_is_a_usage_error(tmp_path: Path) -> None:
     from keye_agent.cli.main import main
 
     assert main(["run", "x", "--model", _script(tmp_path, "hi"), "--trace", "jaeger"]) == 2
+
+
+def test_chat_trace_otlp_exports_a_run_per_message(tmp_path: Path, otlp_receiver: ThreadingHTTPServer) -> None:
+    """The REPL through a real pseudo-terminal: each message is a run of its own, a trace of its own."""
+    pexpect = pytest.importorskip("pexpect")
+    model = _script(tmp_path, _call("lookup", key="alpha"), "alpha is ALPHA-VALUE-1", "beta is unknown to me")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KEYE_AGENT_HOME": str(tmp_path / "home"),
+           "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "COLUMNS": "120", "LINES": "40",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.server_address[1]}"}
+    child = pexpect.spawn(sys.executable, ["-m", "keye_agent.cli.main", "chat", "--model", model,
+                                           "--tools", TOOLS, "--trace", "otlp"],
+                          env=env, cwd=str(tmp_path), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("you>")
+        child.sendline("what is alpha?")
+        child.expect("ALPHA-VALUE-1")
+        child.expect("you>")
+        child.sendline("and beta?")
+        child.expect("unknown to me")
+        child.expect("you>")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    spans = otlp_receiver.spans  # type: ignore[attr-defined]
+    runs = [s for s in spans if s["name"] == "invoke_agent keye-agent"]
+    assert len(runs) == 2 and len({r["trace_id"] for r in runs}) == 2
+    assert [s["name"] for s in spans].count("execute_tool lookup") == 1

@@ -208,3 +208,26 @@ def test_no_tracer_imports_no_opentelemetry() -> None:
             "print(any(m.startswith('opentelemetry') or m.startswith('keye_agent.trace') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_a_backend_failure_ends_the_step_and_the_run_spans(provider, exporter) -> None:
+    model = ScriptedBackend([_call("lookup", key="alpha")], name="scripted-short")  # nothing left for step 2
+    result = Agent(model, _tools(), tracer=provider).run("x")
+    assert result.status == "model_error"
+    spans = exporter.get_finished_spans()
+    [run] = _by_name(spans, "invoke_agent")
+    assert run.attributes["error.type"] == "model_error" and run.status.status_code is StatusCode.ERROR
+    step2 = [s for s in spans if s.name == "step 2"]
+    assert len(step2) == 1 and step2[0].attributes["keye.step.faults"] == ("model",)
+    assert step2[0].parent.span_id == run.context.span_id
+
+
+def test_a_consumer_that_stops_reading_ends_the_run_span_as_abandoned(provider, exporter) -> None:
+    model = ScriptedBackend([_call("lookup", key="alpha"), "done"], name="scripted-abandon")
+    stream = Agent(model, _tools(), tracer=provider).stream("x")
+    for ev in stream:
+        if type(ev).__name__ == "ToolCallFinished":
+            break
+    stream.close()
+    [run] = _by_name(exporter.get_finished_spans(), "invoke_agent")
+    assert run.attributes["keye.run.status"] == "abandoned" and run.status.status_code is StatusCode.ERROR

@@ -26,6 +26,7 @@ KERNEL_MODULES = (
     "keye_agent.model.kernels.decode.attention",
     "keye_agent.model.kernels.decode.moe",
     "keye_agent.model.kernels.decode.dsa",
+    "keye_agent.model.kernels.decode.paged",
 )
 
 ON_GPU = torch.cuda.is_available()

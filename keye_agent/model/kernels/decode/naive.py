@@ -54,3 +54,13 @@ def moe_decode_ref(x: torch.Tensor, logits: torch.Tensor, gate_up: torch.Tensor,
             act = torch.nn.functional.silu(h[:inter]) * h[inter:]
             out[b] += weights[b, j] * (act @ down[e].float())
     return out
+
+
+def paged_decode_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
+                               lengths: torch.Tensor, scale: float) -> torch.Tensor:
+    """q [B, Hq, D] of row b over the keys at slots table[b, :lengths[b]] of k/v [N, Hkv, D] -> [B, Hq, D] float32."""
+    out = []
+    for b in range(q.shape[0]):
+        sl = table[b, : int(lengths[b])]
+        out.append(decode_attention_ref(q[b: b + 1], k[sl][None], v[sl][None], sl.shape[0] - 1, scale))
+    return torch.cat(out)
