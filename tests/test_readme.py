@@ -44,7 +44,7 @@ def test_python_api_example_runs_as_written(tmp_path):
     assert lines[-1].split()[0] in {"completed", "max_steps", "max_errors", "max_tokens"}, proc.stdout
     assert (tmp_path / "run.jsonl").is_file()
     assert "Loading weights" not in proc.stderr  # transformers' own bar stays out of the Python API
-    assert "load_model(\"demo\")" in BLOCKS[0] and "keye:/path" not in README
+    assert "load_model(\"demo\")" in BLOCKS[0] and "keye:/path" not in BLOCKS[0]
 
 
 def _cli_examples() -> list[str]:
