@@ -4,6 +4,7 @@ like every other consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from rich.console import Console
@@ -43,16 +44,35 @@ class Waiting:
     """A spinner on ``console`` (stderr) from the start of each step until the model's first output: the wait for a
     first token is seen as work, not as a hang. Transient: on a file or a pipe it prints nothing."""
 
+    delay_s = 0.25
+    """How long a step may wait before the spinner shows: a step that answers sooner starts no spinner (each one
+    is a refresh thread, started and joined)."""
+
     def __init__(self, console: Console) -> None:
         self.console = console
         self._status: Spinner | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, ev: Event) -> None:
         self.stop()
-        if isinstance(ev, StepStarted):
-            self._status = spinner(self.console, f"step {ev.step}: waiting for the model's first token").start()
+        if not isinstance(ev, StepStarted) or not self.console.is_terminal:
+            return  # on a file or a pipe a spinner shows nothing: none is started
+        text = f"step {ev.step}: waiting for the model's first token"
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._start(text)
+            return
+        self._timer = loop.call_later(self.delay_s, self._start, text)
+
+    def _start(self, text: str) -> None:
+        self._timer = None
+        self._status = spinner(self.console, text).start()
 
     def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._status is not None:
             self._status.stop()
             self._status = None

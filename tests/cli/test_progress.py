@@ -77,3 +77,35 @@ def test_a_spinner_log_line_is_printed_where_nothing_is_drawn_live() -> None:
     with spinner(Console(file=term, force_terminal=True, width=100), "building the sandbox image") as wait:
         wait.log("I: Retrieving Packages")
         assert "Retrieving Packages" in str(wait._status.status)
+
+
+def test_the_first_token_spinner_starts_only_on_a_terminal_and_only_for_a_slow_step() -> None:
+    """A spinner is a refresh thread started and joined: on a pipe none is started, and a step whose first output
+    comes within Waiting.delay_s starts none either (they cost 20-40 ms between steps on a loaded machine)."""
+    import asyncio
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from keye_agent.agent.events import StepStarted, TextDelta
+    from keye_agent.cli.render import Waiting
+
+    pipe = Waiting(Console(file=io.StringIO()))
+    pipe(StepStarted(step=1))
+    assert pipe._status is None and pipe._timer is None
+
+    async def go() -> None:
+        term = Waiting(Console(file=io.StringIO(), force_terminal=True))
+        before = threading.active_count()
+        term(StepStarted(step=1))
+        term(TextDelta(step=1, text="hi"))  # a fast step: its output came first
+        await asyncio.sleep(term.delay_s * 2)
+        assert term._status is None and threading.active_count() == before
+        term(StepStarted(step=2))  # a slow step: the spinner shows after the delay
+        await asyncio.sleep(term.delay_s * 2)
+        assert term._status is not None
+        term.stop()
+        assert term._status is None
+
+    asyncio.run(go())
