@@ -83,6 +83,9 @@ def test_cli_tools_and_tau_examples_show_what_the_readme_says(checkout: Path) ->
     for line, proc in zip(lines, procs, strict=True):
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
     tools, oracle, demo, view = procs
+    # the demo model's run is bounded by its --timeout, so the example ends in under 5 minutes on any machine
+    demo_argv = shlex.split(lines[2])
+    assert float(demo_argv[demo_argv.index("--timeout") + 1]) <= 240
     for name in ("get_order", "cancel_order", "web_search", "fetch_url"):
         assert name in tools.stdout
     assert "user_stop 3" in oracle.stdout and "1.000" in oracle.stdout
