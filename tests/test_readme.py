@@ -44,7 +44,7 @@ def test_python_api_example_runs_as_written(tmp_path):
     assert lines[-1].split()[0] in {"completed", "max_steps", "max_errors", "max_tokens"}, proc.stdout
     assert (tmp_path / "run.jsonl").is_file()
     assert "Loading weights" not in proc.stderr  # transformers' own bar stays out of the Python API
-    assert "load_model(\"demo\")" in BLOCKS[0] and "keye:/path" not in README
+    assert "load_model(\"demo\")" in BLOCKS[0] and "keye:/path" not in BLOCKS[0]
 
 
 def _cli_examples() -> list[str]:
@@ -100,3 +100,15 @@ def test_sandbox_example_runs_as_written(tmp_path):
     proc = _run(_block("DockerSandbox"), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "10"
+
+
+def test_the_demo_cache_size_is_what_the_readme_says() -> None:
+    """The demo model's cache as the set-up leaves it (fetched if missing, as `make demo` does): the GGUF file and
+    the float32 checkpoint, against the README's "NNN MB in all" (decimal megabytes, within 1%)."""
+    from keye_agent.backends.demo_model import GGUF_NAME, cache_dir, ensure_demo_model
+
+    ckpt = ensure_demo_model(quiet=True)
+    files = [cache_dir() / GGUF_NAME, *(p for p in ckpt.rglob("*") if p.is_file())]
+    total_mb = sum(p.stat().st_size for p in files) / 1e6
+    [claimed] = re.findall(r"float32 checkpoint: (\d+) MB in all", README)
+    assert abs(total_mb - int(claimed)) <= 0.01 * int(claimed), f"{total_mb:.0f} MB on disk"

@@ -11,7 +11,9 @@ the event loop stays free; a caller that stops listening cancels it at the next 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -27,6 +29,33 @@ from .base import StreamingBackend
 from .parsing import parse_tool_calls
 
 Post = Callable[[tuple[str, Any]], None]
+
+_LIVE: dict[threading.Thread, threading.Event] = {}
+"""Generation workers still running, with their cancel flags (a caller cancelled or timed out in a prefill leaves
+its worker running until the next token)."""
+_LIVE_LOCK = threading.Lock()
+_AT_EXIT: list[bool] = []
+
+
+def _track(worker: threading.Thread, cancel: threading.Event) -> None:
+    with _LIVE_LOCK:
+        _LIVE[worker] = cancel
+        if not _AT_EXIT:  # registered at the first generation, after torch's own handlers, so it runs before them
+            atexit.register(_stop_live_workers)
+            _AT_EXIT.append(True)
+
+
+def _stop_live_workers(timeout_s: float = 60.0) -> None:
+    """At exit, stop the generations still running and wait for them: a daemon thread left inside a torch op when
+    the interpreter ends aborts the process ("terminate called without an active exception", exit 134), so a tau
+    run whose simulation timed out, or a script that cancelled a generation, would end in a crash."""
+    with _LIVE_LOCK:
+        live = list(_LIVE.items())
+    for _, cancel in live:
+        cancel.set()
+    deadline = time.monotonic() + timeout_s
+    for worker, _ in live:
+        worker.join(max(0.0, deadline - time.monotonic()))
 
 
 class Detokenizer(Protocol):
@@ -184,6 +213,7 @@ class LocalBackend(StreamingBackend):
 
         worker = threading.Thread(target=self._work, name=f"{type(self).__name__}-generate", daemon=True,
                                   args=(job, post, cancel))
+        _track(worker, cancel)
         worker.start()
         try:
             while True:
@@ -218,6 +248,9 @@ class LocalBackend(StreamingBackend):
             post(("done", turn))
         except BaseException as e:  # relayed whole (traceback included) to the awaiting caller, which raises it
             post(("error", e))
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.pop(threading.current_thread(), None)
 
     def _generate(self, job: Job, post: Post, cancel: threading.Event) -> AssistantTurn:
         mask = None

