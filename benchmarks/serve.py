@@ -6,9 +6,9 @@ concurrency C (``--concurrency``, default 1,8,32,64) C conversations are submitt
 ``max_batch`` C whose pool already holds the system prompt (a warm-up wave with other tails ran first, as sibling
 simulations would): aggregate tokens/s (all answers' tokens over the wall time of the wave), per-request decode
 tokens/s and step time, time to first token. The baseline is today's batch-1 path, measured in the same run:
-``--baseline-requests`` conversations one after another through ``model.generate.stream_generate`` on a static
+``--baseline-requests`` conversations one after another through ``model.generate.decode_tokens`` on a static
 cache that keeps the common prefix with the previous conversation (what KeyeBackend does with ``max_batch=1``),
-with the decode graph on CUDA. Then TTFT on a prefix-cache hit against a miss (one request at a time, pool
+with one decode graph on CUDA (the fused step, captured once). Then TTFT on a prefix-cache hit against a miss (one request at a time, pool
 emptied before each miss).
 
 Correctness first: on a sample of ``--check`` conversations the batched greedy tokens must equal the sequential
@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keye_agent.model import build_model  # noqa: E402
 from keye_agent.model.batch import BatchEngine  # noqa: E402
-from keye_agent.model.generate import generate  # noqa: E402
+from keye_agent.model.generate import CacheStep, DecodeResult, decode_tokens, run_decode  # noqa: E402
+from keye_agent.model.sampling import SamplingParams  # noqa: E402
 
 
 def commit() -> str:
@@ -66,6 +67,7 @@ def sequential(model, prompts: list[list[int]], new: int, graph: bool, warm: int
     ``warm`` ones are not timed (they fill the cache with the system prompt, as the engine's warm-up wave does)."""
     dev = model.model.embed_tokens.weight.device
     cache = model.new_cache(1, max(len(p) for p in prompts) + new + 1)
+    step = CacheStep(model, cache, graph)  # one decode graph for the whole run (captured once, on CUDA)
     held: list[int] = []
     outs, steps, ttft = [], [], []
     t0 = time.perf_counter()
@@ -79,7 +81,8 @@ def sequential(model, prompts: list[list[int]], new: int, graph: bool, warm: int
             while keep < min(len(held), len(p) - 1) and held[keep] == p[keep]:
                 keep += 1
             cache.truncate(keep)
-            r = generate(model, p, new, stop_token_ids=[], cache=cache, decode_graph=graph)
+            r = DecodeResult(prompt_tokens=len(p), reused_tokens=keep)
+            run_decode(decode_tokens(step, p, p[keep:], new, SamplingParams(), [], r), r, None)
             sync(dev)
             outs.append(r.token_ids)
             steps += r.step_times[1:]

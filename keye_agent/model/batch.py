@@ -31,8 +31,10 @@ whose mode changes under it (``set_sparse``) ends with an error.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
@@ -50,6 +52,19 @@ from keye_agent.model.sampling import SamplingParams
 __all__ = ["BatchEngine", "EngineStats", "Generation"]
 
 _DEFAULT_SEQ = 16384  # default per-sequence bound of the pool size (max_batch of these), in tokens
+
+
+_ENGINES: weakref.WeakSet[BatchEngine] = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _close_at_exit(engine: BatchEngine) -> None:
+    """Close the engines still serving when the interpreter exits: a daemon thread caught inside a torch op at
+    exit aborts the process ("terminate called without an active exception")."""
+    _ENGINES.add(engine)
+    if not _EXIT_HOOK:
+        atexit.register(lambda: [e.close() for e in list(_ENGINES)])
+        _EXIT_HOOK.append(True)
 
 
 class BatchEngine:
@@ -130,6 +145,7 @@ class BatchEngine:
             self._waiting.append(gen)
             if self._auto and self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="keye-batch-engine", daemon=True)
+                _close_at_exit(self)
                 self._thread.start()
             self._cv.notify()
         return gen

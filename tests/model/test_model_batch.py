@@ -273,3 +273,28 @@ def test_batch_decode_graph_checks_its_inputs(make_tiny):
             g([1], [torch.arange(5)], [0])
     with pytest.raises(ValueError, match="needs a CUDA model"):
         BatchDecodeGraph(model, pool, 2, 4, False, use_graph=True)
+
+
+def test_exit_while_a_generation_runs_closes_the_engine_cleanly(tmp_path):
+    """The interpreter exits while the scheduler thread is mid-generation: the engine is closed at exit (after its
+    current step), so the process ends normally instead of aborting inside a torch op."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import torch\n"
+        "from keye_agent.model import build_model\n"
+        "from keye_agent.model.batch import BatchEngine\n"
+        "m = build_model('tiny', 'cpu', torch.float32, seed=0)\n"
+        "e = BatchEngine(m, max_batch=2, page_size=8)\n"
+        "g = e.submit(list(range(50)), 3000)\n"
+        "g._events.get()\n"  # admitted; then leave it running
+        "print('exiting')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "exiting" and "terminate called" not in proc.stderr
