@@ -74,17 +74,29 @@ def spinner(console: Console, text: str) -> Spinner:
 
 
 class SimulationBar:
-    """A TAU run's progress: a bar over its simulations with the running average reward, and a line per finished
-    simulation (task, trial, how it ended, reward, seconds). Called as the runner's ``progress`` callback."""
+    """A TAU run's progress: a bar over its simulations with the running average reward and the simulations now
+    running, and a line per finished simulation (task, trial, how it ended, reward, seconds). Called as the
+    runner's ``progress`` callback; :meth:`started` is told when a simulation starts."""
 
     def __init__(self, console: Console, label: str) -> None:
         self.console = console
         self.rewards: list[float] = []
+        self.running: list[str] = []
         self._progress = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("simulations · avg reward {task.fields[avg]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=console, transient=False)
-        self._job = self._progress.add_task(label, total=None, avg="-")
+            TimeRemainingColumn(), TextColumn("[dim]{task.fields[running]}"), console=console, transient=False)
+        self._job = self._progress.add_task(label, total=None, avg="-", running="")
+
+    def started(self, task_id: str, trial: int) -> None:
+        self.running.append(f"{task_id}#{trial}")
+        self._progress.update(self._job, running=self._running_text())
+
+    def _running_text(self) -> str:
+        if not self.running:
+            return ""
+        shown = ", ".join(self.running[:2])
+        return f"running {shown}" + (f" +{len(self.running) - 2}" if len(self.running) > 2 else "")
 
     @property
     def average(self) -> float | None:
@@ -92,13 +104,16 @@ class SimulationBar:
 
     def __call__(self, done: int, total: int, sim: SimulationRun | None) -> None:
         if sim is not None:
+            key = f"{sim.task_id}#{sim.trial}"
+            if key in self.running:
+                self.running.remove(key)
             reward = sim.reward or 0.0
             self.rewards.append(reward)
             self._progress.console.print(
                 f"{sim.task_id} trial {sim.trial}: {sim.termination_reason}, reward {reward:g}, "
                 f"{sim.duration:.1f} s", highlight=False, markup=False, soft_wrap=True)
         avg = f"{self.average:.3f}" if self.average is not None else "-"
-        self._progress.update(self._job, completed=done, total=total, avg=avg)
+        self._progress.update(self._job, completed=done, total=total, avg=avg, running=self._running_text())
 
     def __enter__(self) -> SimulationBar:
         self._progress.start()

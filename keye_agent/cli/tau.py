@@ -148,7 +148,11 @@ def run(
             judge=judge, agent_name=agent_model, user_name=user_model, save_to=save_to, resume=resume, tracer=tracer)
         with SimulationBar(err_console(), dom.name) as bar:  # on stderr: with --json, stdout holds the summary only
             if ray is None:
-                results = asyncio.run(run_tasks(dom, tasks, agent_f, user_f, settings, progress=bar))
+                def agent_started(task: Any, trial: int) -> Any:  # asked for as each simulation starts
+                    bar.started(task.id, trial)
+                    return agent_f(task, trial)
+
+                results = asyncio.run(run_tasks(dom, tasks, agent_started, user_f, settings, progress=bar))
             else:
                 from keye_agent.tau.ray_runner import RunSpec, run_tasks_ray
 

@@ -109,3 +109,22 @@ def test_the_first_token_spinner_starts_only_on_a_terminal_and_only_for_a_slow_s
         assert term._status is None
 
     asyncio.run(go())
+
+
+def test_the_tau_bar_names_the_simulations_running_now() -> None:
+    import io
+
+    from keye_agent.cli.progress import SimulationBar
+    from keye_agent.tau.results import SimulationRun
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    with SimulationBar(console, "store") as bar:
+        bar(0, 3, None)
+        for trial in range(3):
+            bar.started("t1", trial)
+        assert bar._running_text() == "running t1#0, t1#1 +1"
+        sim = SimulationRun(task_id="t1", trial=1, start_time="", end_time="", duration=2.0,
+                            termination_reason="user_stop", reward_info={"reward": 1.0}, messages=[])
+        bar(1, 3, sim)
+        assert bar.running == ["t1#0", "t1#2"] and bar.average == 1.0
+    assert "t1 trial 1: user_stop, reward 1, 2.0 s" in console.file.getvalue()
