@@ -109,6 +109,8 @@ def test_a_secret_past_the_cut_of_an_error_body_leaves_no_piece(tmp_path: Path) 
 
 def test_logs_of_httpx_and_httpcore_carry_no_secret(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore"):  # a library imported earlier may have quietened them (litellm sets httpx
+        caplog.set_level(logging.DEBUG, logger=name)  # to WARNING at import): this test reads what they log
     with serve({"/echo": _echo}) as base:
         reg = _registry(tmp_path, base, ECHO_TOOLS)
         results = reg.dispatch_sync([ToolCall(id="q", name="echo_query", arguments={}),
