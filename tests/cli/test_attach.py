@@ -72,6 +72,13 @@ def test_attachment_kinds(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("x")
     with pytest.raises(ConfigError, match="neither an image nor a video"):
         attachment(tmp_path / "c.txt")
+    # asked for as a kind (--video, --image): a file of another type is refused here, not when it is decoded
+    (tmp_path / "run.jsonl").write_text("{}")
+    with pytest.raises(ConfigError, match="as a video: .jsonl is not a video file type"):
+        attachment(tmp_path / "run.jsonl", "video")
+    with pytest.raises(ConfigError, match="as an image: .mp4 is not an image file type"):
+        attachment(tmp_path / "b.mp4", "image")
+    assert isinstance(attachment(tmp_path / "b.mp4", "video"), VideoPart)
 
 
 def test_repl_attach_puts_the_file_on_the_next_message(tmp_path: Path) -> None:
