@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from keye_agent.model import moe
+from keye_agent.model.graph import capture
 from keye_agent.model.model import KeyeForCausalLM
 from keye_agent.model.paged import PagePool
 from keye_agent.model.paged_forward import decode_rows
@@ -78,15 +79,7 @@ class BatchDecodeGraph:
     @torch.inference_mode()
     def _capture(self, warmup: int) -> None:
         # Warm-up and capture run the padding rows only: they write the scratch page, nothing a sequence holds.
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(warmup):
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=self._mempool):
-            self.logits = self._step()
+        self.graph, self.logits = capture(self._step, warmup, self._mempool)
 
     @torch.inference_mode()
     def __call__(self, tokens: Sequence[int], pages: Sequence[torch.Tensor], pos: Sequence[int]) -> torch.Tensor:

@@ -19,6 +19,9 @@ grouped GEMM). ``fused=`` picks one per graph; ``set_default_step`` sets the def
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from keye_agent.model import fused_decode
@@ -26,6 +29,22 @@ from keye_agent.model.cache import StaticCache
 from keye_agent.model.model import KeyeForCausalLM
 
 __all__ = ["DecodeGraph", "STEPS", "set_default_step"]
+
+def capture(step: Callable[[], torch.Tensor], warmup: int,
+            pool: Any = None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """Run ``step`` ``warmup`` times on a side stream, then capture one call of it (into memory pool ``pool``, by
+    default the graph's own): the graph, and the step's output, which each replay overwrites."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = step()
+    return graph, out
+
 
 STEPS = ("auto", "fused", "static")
 _default_step = "auto"
@@ -81,15 +100,7 @@ class DecodeGraph:
         # Warm-up and capture write K/V at slot cache.length (or slot 0 of a full cache): a slot past the tokens
         # held, which the next real step overwrites, so the cache's contents are unaffected.
         self.pos.fill_(min(self.cache.length, self.cache.max_seq_len - 1))
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(warmup):
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self._step()
+        self.graph, self.logits = capture(self._step, warmup)
 
     def _step(self) -> torch.Tensor:
         if self.fused is not None:
