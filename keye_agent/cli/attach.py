@@ -29,10 +29,9 @@ def attachment(path: str | Path, kind: str | None = None) -> ImagePart | VideoPa
             raise ConfigError(f"cannot attach {p}: {suffix or 'no suffix'} is neither an image nor a video",
                               hint=f"images: {', '.join(IMAGE_SUFFIXES)}; videos: {', '.join(VIDEO_SUFFIXES)}")
     else:  # asked for as one kind (--image, --video): found out here, before any model loads, not at decode time
-        known = IMAGE_SUFFIXES if kind == "image" else VIDEO_SUFFIXES
+        known, what = (IMAGE_SUFFIXES, "an image") if kind == "image" else (VIDEO_SUFFIXES, "a video")
         if suffix not in known:
-            raise ConfigError(f"cannot attach {p} as {'an image' if kind == 'image' else 'a video'}: "
-                              f"{suffix or 'no suffix'} is not {'an image' if kind == 'image' else 'a video'} file type",
+            raise ConfigError(f"cannot attach {p} as {what}: {suffix or 'no suffix'} is not {what} file type",
                               hint=f"{kind}s: {', '.join(known)} (rename the file if it is one)")
     if kind == "image":
         return ImagePart(url=str(p.resolve()), mime_type=mimetypes.guess_type(p.name)[0] or "image/png")
