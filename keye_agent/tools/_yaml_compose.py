@@ -11,17 +11,23 @@ values directly, without recursion:
 * only the standard tags of the YAML 1.1 core schema are read (PyYAML's safe loader), never an application tag.
 
 Every error is a :class:`~keye_agent.errors.ConfigError` at its file, line and column.
+
+A file of :data:`._yaml_fast.FAST_MIN_CHARS` or more goes to the fast reader of :mod:`._yaml_fast` first (values
+built in C, positions looked up only when asked); whatever it declines (anchors, tags, errors...) comes here.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from keye_agent.errors import ConfigError
+
+from ._yaml_fast import FAST_MIN_CHARS, compose_fast
 
 __all__ = ["ALIAS_BUDGET", "MAX_DEPTH", "compose"]
 
@@ -35,7 +41,7 @@ _MAP_TAGS = (None, "!", "tag:yaml.org,2002:map")
 _SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
 
 Path_ = tuple[str | int, ...]
-Positions = dict[Path_, tuple[int, int]]
+Positions = Mapping[Path_, tuple[int, int]]
 
 
 class _Anchor:
@@ -66,7 +72,8 @@ def _pos(event: Any) -> tuple[int, int]:
 
 
 class _Composer:
-    def __init__(self, loader: yaml.SafeLoader, file: str, values: Positions, keys: Positions) -> None:
+    def __init__(self, loader: yaml.SafeLoader, file: str, values: dict[Path_, tuple[int, int]],
+                 keys: dict[Path_, tuple[int, int]]) -> None:
         self.loader, self.file, self.values, self.keys = loader, file, values, keys
         self.anchors: dict[str, _Anchor] = {}
         self.log: list[tuple[Path_, tuple[int, int], bool]] = []  # positions written while an anchor is open
@@ -296,11 +303,17 @@ class _Composer:
         return anchor.value
 
 
-def compose(text: str, file: str) -> tuple[Any, Positions, Positions]:
+def compose(text: str, file: str, *, fast: bool | None = None) -> tuple[Any, Positions, Positions]:
     """(the value of the one document in ``text``, positions of values, positions of mapping keys); positions
-    are (line, column), 1-based, by path. Raises ConfigError for a YAML error or a limit passed."""
-    values: Positions = {}
-    keys: Positions = {}
+    are (line, column), 1-based, by path. Raises ConfigError for a YAML error or a limit passed.
+
+    ``fast``: try the fast reader first (None: for a text of :data:`FAST_MIN_CHARS` or more); False: never."""
+    if fast or (fast is None and len(text) >= FAST_MIN_CHARS):
+        found = compose_fast(text)
+        if found is not None:
+            return found
+    values: dict[Path_, tuple[int, int]] = {}
+    keys: dict[Path_, tuple[int, int]] = {}
     loader = _Loader(text)
     collecting = gc.isenabled()
     gc.disable()  # a million new containers, none of them garbage: the cyclic collector would rescan them all

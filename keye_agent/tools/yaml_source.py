@@ -32,8 +32,8 @@ class SourceMap:
     """Where each value (and each mapping key) sits in the file: path -> (line, column), both 1-based."""
 
     file: str
-    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    values: Mapping[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: Mapping[Path_, tuple[int, int]] = field(default_factory=dict)
     has_variables: bool = True
     """Whether the file's text holds ``${`` at all; without it :func:`expand_env` has nothing to walk."""
 
