@@ -148,7 +148,63 @@ def dispatch_costs(samples: int) -> dict[str, tuple[float, float]]:
     validate_times.sort()
     out["validation only"] = (validate_times[len(validate_times) // 2] * 1e6,
                               validate_times[int(len(validate_times) * 0.99)] * 1e6)
+    out["hand-off only (pool, no tool)"] = _percentiles(_handoff_times(samples))
+    out["floor: 2-thread queue ping-pong"] = _percentiles(_pingpong_times(samples))
     return out
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    times = sorted(times)
+    return times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6
+
+
+def _handoff_times(samples: int) -> list[float]:
+    """The worker pool's round trip alone: a no-op to a warm worker and its result back on the event loop."""
+    from keye_agent.tools.registry import _POOL
+
+    def nothing() -> None:
+        return None
+
+    async def measure() -> list[float]:
+        for _ in range(200):
+            await _POOL.run_async(nothing)
+        times = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            await _POOL.run_async(nothing)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    return asyncio.run(measure())
+
+
+def _pingpong_times(samples: int) -> list[float]:
+    """What any hand-off to another thread costs on this machine: one item to a warm thread and one back, no
+    event loop (two thread wake-ups; on a VM whose idle vCPUs halt, each wake-up of another vCPU is an exit)."""
+    import queue
+    import threading
+
+    there: queue.SimpleQueue[int] = queue.SimpleQueue()
+    back: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (item := there.get()) >= 0:
+            back.put(item)
+
+    worker = threading.Thread(target=echo, daemon=True)
+    worker.start()
+    for _ in range(200):
+        there.put(1)
+        back.get()
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        there.put(1)
+        back.get()
+        times.append(time.perf_counter() - t0)
+    there.put(-1)
+    worker.join()
+    return times
 
 
 def main() -> None:

@@ -17,11 +17,13 @@ boolean, a null or a date (``yes``, ``~``, ``0x1F``, ``2026-12-03``: YAML 1.1, a
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import gc
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -104,6 +106,8 @@ class _Tree:
         self.buf = bytearray(raw)  # parsed in place: the tree's scalars point into it
         self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
         self.tree = _parse_quietly(self.buf)
+        self._lines: list[int] | None = None  # offsets of the line starts, built at the first position asked
+        self._children: dict[int, list[int]] = {}  # child ids of the large collections looked into
 
     def _offset(self, view: memoryview) -> int | None:
         """The offset of a scalar in the file; None for an empty one, or one rapidyaml rewrote into its arena (an
@@ -114,9 +118,21 @@ class _Tree:
         return address - self.base
 
     def _line_col(self, offset: int) -> tuple[int, int]:
-        raw = self.raw
-        start = raw.rfind(b"\n", 0, offset) + 1
-        return raw.count(b"\n", 0, offset) + 1, len(raw[start:offset].decode("utf-8", "replace")) + 1
+        if self._lines is None:
+            self._lines = [0, *(m.end() for m in re.finditer(b"\n", self.raw))]
+        line = bisect.bisect_right(self._lines, offset)
+        start = self._lines[line - 1]
+        return line, len(self.raw[start:offset].decode("utf-8", "replace")) + 1
+
+    def _child_ids(self, node: int) -> list[int]:
+        ids = self._children.get(node)
+        if ids is None:
+            t, ids, child = self.tree, [], self.tree.first_child(node)
+            while child != ryml.NONE:
+                ids.append(child)
+                child = t.next_sibling(child)
+            self._children[node] = ids
+        return ids
 
     def _back_to(self, offset: int, marks: bytes) -> int:
         """The offset of the indicator (``-``, ``[``, ``{``, ``|``, ``>``) that opens what starts at ``offset``:
@@ -220,15 +236,18 @@ class _Tree:
         t, node = self.tree, root
         for part in path:
             if t.is_map(node) and isinstance(part, str):
-                child = t.first_child(node)
                 want = part.encode()
-                while child != ryml.NONE and bytes(t.key(child)) != want:
-                    child = t.next_sibling(child)
-            elif t.is_seq(node) and isinstance(part, int) and 0 <= part < t.num_children(node):
-                child = t.child(node, part)
+                for child in self._child_ids(node):
+                    if bytes(t.key(child)) == want:
+                        break
+                else:
+                    return None
+            elif t.is_seq(node) and isinstance(part, int):
+                ids = self._child_ids(node)
+                if not 0 <= part < len(ids):
+                    return None
+                child = ids[part]
             else:
-                return None
-            if child == ryml.NONE:
                 return None
             node = child
         return node

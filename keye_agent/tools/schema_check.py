@@ -86,7 +86,7 @@ def _number(value: Any) -> bool:
 
 
 def _check_values(name: str, schema: dict[str, Any], path: tuple[str | int, ...]) -> None:
-    if not _CHECKED.intersection(schema) or "$ref" in schema or "$dynamicRef" in schema:
+    if _CHECKED.isdisjoint(schema) or "$ref" in schema or "$dynamicRef" in schema:
         return  # nothing to compare; or its meaning is elsewhere in the document (the metaschema check applies)
     where = _where(path)
     for low, high in _BOUNDS:

@@ -54,11 +54,23 @@ __all__ = ["load_registry", "registry_json_schema", "validate_registry_file"]
 _OVERRIDES = ("description", "timeout_s", "retries", "mutates_state", "requires_approval")
 
 
+class _Where:
+    """``file:line`` of a tool's entry, looked up when a message needs it (a 50,000-tool file needs none)."""
+
+    __slots__ = ("path", "smap")
+
+    def __init__(self, smap: SourceMap, path: tuple[Any, ...]) -> None:
+        self.smap, self.path = smap, path
+
+    def __str__(self) -> str:
+        return f"{self.smap.file}:{self.smap.at(self.path)[0]}"
+
+
 @dataclass
 class _Context:
     env: Mapping[str, str]
     transport: httpx.AsyncBaseTransport | None
-    tools: dict[str, tuple[Tool, str]] = field(default_factory=dict)  # name -> (tool, "file:line")
+    tools: dict[str, tuple[Tool, _Where]] = field(default_factory=dict)  # name -> (tool, where it is defined)
     loaded: set[Path] = field(default_factory=set)
 
 
@@ -188,9 +200,8 @@ def _load_file(path: Path, ctx: _Context, *, stack: tuple[Path, ...], parent_def
     policy = _policy(network or {})
     for i, spec in enumerate(data.get("tools") or []):
         built = _build(spec, ("tools", i), smap, defaults, policy, path.parent, ctx)
+        here = _Where(smap, ("tools", i))
         for t in built:
-            line, _ = smap.at(("tools", i))
-            here = f"{smap.file}:{line}"
             if t.name in ctx.tools:
                 _release(built)
                 raise smap.error(f"duplicate tool name {t.name!r}; first defined at {ctx.tools[t.name][1]}",
