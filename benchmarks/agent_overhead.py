@@ -149,6 +149,7 @@ def dispatch_costs(samples: int) -> dict[str, tuple[float, float]]:
     out["validation only"] = (validate_times[len(validate_times) // 2] * 1e6,
                               validate_times[int(len(validate_times) * 0.99)] * 1e6)
     out["hand-off only (pool, no tool)"] = _percentiles(_handoff_times(samples))
+    out["  same, no eager wait"] = _percentiles(_handoff_times(samples, eager=False))
     out["floor: 2-thread queue ping-pong"] = _percentiles(_pingpong_times(samples))
     return out
 
@@ -158,20 +159,23 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
     return times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6
 
 
-def _handoff_times(samples: int) -> list[float]:
-    """The worker pool's round trip alone: a no-op to a warm worker and its result back on the event loop."""
-    from keye_agent.tools.registry import _POOL
+def _handoff_times(samples: int, eager: bool = True) -> list[float]:
+    """The worker pool's round trip alone: a no-op to a warm worker and its result back on the event loop's
+    thread, with the registry's eager wait (the default) or without it (back through the loop's selector)."""
+    from keye_agent.tools.registry import _POOL, EAGER_WAIT_S
 
     def nothing() -> None:
         return None
 
+    wait = EAGER_WAIT_S if eager else 0.0
+
     async def measure() -> list[float]:
         for _ in range(200):
-            await _POOL.run_async(nothing)
+            await _POOL.run_async(nothing, eager_s=wait)
         times = []
         for _ in range(samples):
             t0 = time.perf_counter()
-            await _POOL.run_async(nothing)
+            await _POOL.run_async(nothing, eager_s=wait)
             times.append(time.perf_counter() - t0)
         return times
 

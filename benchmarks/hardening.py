@@ -1,6 +1,7 @@
 """Time and memory of the hostile inputs of issue 24, each beside the baseline it replaced, measured in the same run.
 
 * YAML registries: a 10 MB file of ~52,000 tools whose last line is wrong, read to its error (target: within 2 s),
+  the reading alone by the fast reader (rapidyaml) and by the libyaml event composer it falls back to,
   and the same file without the bad entry loaded whole; the baseline is PyYAML's pure-Python SafeLoader composing
   nodes plus jsonschema over the whole document (what read_yaml and schema_errors did), on 1 MB (it is linear, and
   10 MB takes minutes); then a 9x9 alias bomb beside PyYAML composing a 6-level bomb (the 9-level one passes 3 GB).
@@ -38,6 +39,7 @@ from keye_agent.errors import ConfigError  # noqa: E402
 from keye_agent.formats import hermes  # noqa: E402
 from keye_agent.search import Fetcher  # noqa: E402
 from keye_agent.tools._yaml_compose import compose  # noqa: E402
+from keye_agent.tools._yaml_fast import TreePositions  # noqa: E402
 from keye_agent.tools.netguard import NetPolicy  # noqa: E402
 from keye_agent.tools.registry_schema import _validator  # noqa: E402
 from keye_agent.tools.yaml_registry import load_registry  # noqa: E402
@@ -87,6 +89,14 @@ def yaml_rows(tmp: Path) -> None:
         w, c, err = timed(lambda p=p: load_registry(p, env={}))
         assert isinstance(err, ConfigError) and "tools[" in str(err) and "'htp'" in str(err), err
         ROWS.append((f"YAML {mb} MB, error on the last line", f"{w:.2f} s ({c:.2f} s CPU)", "", f"line {err.line}"))
+    big = (tmp / "bad10.yaml").read_text()
+    w, c, out = timed(lambda: compose(big, "bad10.yaml"))
+    assert not isinstance(out, Exception) and isinstance(out[1], TreePositions), out
+    ROWS.append(("  reading alone: rapidyaml fast reader, 10 MB", f"{w:.2f} s ({c:.2f} s CPU)", "", "values"))
+    w, c, out = timed(lambda: compose(big, "bad10.yaml", fast=False))
+    assert not isinstance(out, Exception), out
+    ROWS.append(("  baseline: libyaml event composer, 10 MB", f"{w:.2f} s ({c:.2f} s CPU)", "",
+                 "values + positions"))
     text = registry_text(10**6, bad_last=True)
     w, c, err = timed(lambda: old_read(text))
     assert err is not None and "htp" in str(err.message), err

@@ -7,6 +7,12 @@ daemon threads: what they still run when the program ends is abandoned, as the t
 Workers stay warm between calls (no thread start per call). Each submit claims an idle worker or starts a new one
 (up to ``max_workers``), so a burst of N parallel calls runs on N workers at once, however many are idle already;
 past ``max_workers`` calls wait in order for the next free worker.
+
+A short call need not cost the event loop two wake-ups: :meth:`DaemonThreadPool.run_async` with ``eager_s`` lets
+the loop's thread wait for the worker up to that long, blocked on a lock (the GIL released), when the loop has
+nothing else ready to run; a call that finishes inside the wait comes back as a done future (no trip through the
+selector, no self-pipe). A longer one, or one submitted while other callbacks are ready (the calls of one turn,
+gathered), is awaited as usual: the loop is never parked past ``eager_s``.
 """
 
 from __future__ import annotations
@@ -18,8 +24,26 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
-# (the loop to answer on, or None for a concurrent Future; the future; the function; its args and kwargs)
-_Work = tuple["asyncio.AbstractEventLoop | None", Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+class _Eager:
+    """The hand-over of a call whose submitter may still be waiting for it on the loop's thread."""
+
+    __slots__ = ("error", "finished", "mutex", "signal", "value", "waiting")
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.signal = threading.Lock()
+        self.signal.acquire()  # released by the worker when it finishes while the submitter still waits
+        self.waiting = True
+        self.finished = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+# (the loop to answer on, or None for a concurrent Future; the future; the function; its args and kwargs; the
+# eager hand-over, or None)
+_Work = tuple["asyncio.AbstractEventLoop | None", Any, Callable[..., Any], tuple[Any, ...], dict[str, Any],
+              "_Eager | None"]
 
 
 def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -54,15 +78,30 @@ class DaemonThreadPool(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         fut: Future[Any] = Future()
-        self._put((None, fut, fn, args, kwargs))
+        self._put((None, fut, fn, args, kwargs, None))
         return fut
 
-    def run_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    def run_async(self, fn: Callable[..., Any], /, *args: Any, eager_s: float = 0.0,
+                  **kwargs: Any) -> asyncio.Future[Any]:
         """Run ``fn`` on a worker; the result comes back on the running loop's future (no concurrent Future in
-        between: one wake-up of the loop per call). Cancelling the future before a worker starts skips the call."""
+        between: one wake-up of the loop per call). Cancelling the future before a worker starts skips the call.
+
+        ``eager_s``: when the loop has no other callback ready, wait up to this long on this thread for the
+        result first; the future is then returned done."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._put((loop, fut, fn, args, kwargs))
+        ready = getattr(loop, "_ready", None)  # asyncio's own loops; another loop (uvloop) just awaits
+        if eager_s <= 0 or ready is None or ready:
+            self._put((loop, fut, fn, args, kwargs, None))
+            return fut
+        eager = _Eager()
+        self._put((loop, fut, fn, args, kwargs, eager))
+        eager.signal.acquire(timeout=eager_s)
+        with eager.mutex:
+            eager.waiting = False
+            finished = eager.finished
+        if finished:  # the worker handed the result to this thread (and will not answer on the loop)
+            _resolve(fut, eager.value, eager.error)
         return fut
 
     def _put(self, work: _Work) -> None:
@@ -80,28 +119,48 @@ class DaemonThreadPool(Executor):
             threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
 
     def _work(self) -> None:
-        get, lock = self._queue.get, self._lock
+        get = self._queue.get
         while True:
-            loop, fut, fn, args, kwargs = get()
+            loop, fut, fn, args, kwargs, eager = get()
             value = error = None
             if loop is None:
                 if fut.set_running_or_notify_cancel():
                     try:
-                        fut.set_result(fn(*args, **kwargs))
+                        value = fn(*args, **kwargs)
                     except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
-                        fut.set_exception(e)
-            elif not fut.done():
-                try:
-                    value = fn(*args, **kwargs)
-                except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
-                    value, error = None, e
-                try:
-                    loop.call_soon_threadsafe(_resolve, fut, value, error)
-                except RuntimeError:  # the loop closed meanwhile: nobody waits for this result
-                    pass
-            del loop, fut, fn, args, kwargs, value, error  # an idle worker keeps nothing of its last call alive
-            with lock:
-                if self._backlog:
-                    self._backlog -= 1  # take a waiting item: this worker stays claimed
+                        error = e
+                self._done()
+                if error is not None:
+                    fut.set_exception(error)
+                elif fut.running():
+                    fut.set_result(value)
+            else:
+                if not fut.done():
+                    try:
+                        value = fn(*args, **kwargs)
+                    except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+                        error = e
+                self._done()
+                waiting = False
+                if eager is not None:
+                    with eager.mutex:
+                        eager.value, eager.error, eager.finished = value, error, True
+                        waiting = eager.waiting
+                if waiting:  # the submitter still waits on its thread: the result goes to it directly
+                    eager.signal.release()
                 else:
-                    self._idle += 1
+                    try:
+                        loop.call_soon_threadsafe(_resolve, fut, value, error)
+                    except RuntimeError:  # the loop closed meanwhile: nobody waits for this result
+                        pass
+            # the result is out: from here to get() (which lets go of the GIL) as little as possible, so that the
+            # thread woken for the result does not wait for this one to finish its bookkeeping
+            del loop, fut, fn, args, kwargs, value, error, eager  # an idle worker keeps nothing of its last call
+
+    def _done(self) -> None:
+        """This worker is free again (its bookkeeping comes before the result is handed back, not after)."""
+        with self._lock:
+            if self._backlog:
+                self._backlog -= 1  # take a waiting item: this worker stays claimed
+            else:
+                self._idle += 1

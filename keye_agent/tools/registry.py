@@ -36,6 +36,9 @@ from .validation import format_validation_errors, sanitize_message
 
 # one pool for the process: a fresh default executor per run would start new threads every time
 _POOL = DaemonThreadPool(max_workers=32)
+EAGER_WAIT_S = 0.001
+"""How long the loop's thread may wait for a sync tool on its worker before awaiting it (only while nothing else on
+the loop is ready to run): a quick tool then costs no wake-up of the loop."""
 
 ApprovalCallback = Callable[[Tool, ToolCall], "bool | Awaitable[bool]"]
 
@@ -224,7 +227,10 @@ class ToolRegistry:
         elif t.inline:
             return t.fn(**args)
         else:
-            aw = _POOL.run_async(t.fn, **args)
+            eager = EAGER_WAIT_S if t.timeout_s is None or t.timeout_s > EAGER_WAIT_S else 0.0
+            aw = _POOL.run_async(t.fn, eager_s=eager, **args)
+            if aw.done():  # it finished within the eager wait: no timer, no trip through the loop
+                return aw.result()
         if t.timeout_s is None:
             return await aw
         try:

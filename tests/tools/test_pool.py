@@ -70,3 +70,62 @@ def test_run_async_answers_on_the_loop_and_a_cancelled_call_is_skipped():
         return await pool.run_async(lambda: "after")
 
     assert asyncio.run(main()) == "after" and ran == [1]
+
+
+def test_an_eager_call_that_finishes_in_its_wait_comes_back_done_from_a_worker():
+    import asyncio
+
+    pool = DaemonThreadPool(max_workers=2)
+    main_thread = threading.current_thread()
+
+    async def main():
+        fut = pool.run_async(lambda: threading.current_thread(), eager_s=5.0)
+        assert fut.done()  # the loop had nothing else ready: its thread waited for the worker
+        assert fut.result() is not main_thread
+        with pytest.raises(ValueError, match="bad"):
+            pool.run_async(int, "bad", eager_s=5.0).result()
+
+    asyncio.run(main())
+
+
+def test_an_eager_call_still_running_at_the_end_of_its_wait_is_awaited_as_usual():
+    import asyncio
+
+    pool = DaemonThreadPool(max_workers=2)
+    gate = threading.Event()
+
+    async def main():
+        fut = pool.run_async(lambda: gate.wait(5) and "late", eager_s=0.001)
+        assert not fut.done()  # the worker is blocked on the gate: the wait gave up
+        gate.set()
+        return await fut
+
+    assert asyncio.run(main()) == "late"
+
+
+def test_no_eager_wait_while_other_callbacks_are_ready():
+    """The calls of one turn are gathered: each task is ready when the first submits, so none parks the loop."""
+    import asyncio
+
+    pool = DaemonThreadPool(max_workers=2)
+
+    async def main():
+        asyncio.get_running_loop().call_soon(lambda: None)
+        fut = pool.run_async(lambda: "x", eager_s=5.0)
+        assert not fut.done()
+        return await fut
+
+    assert asyncio.run(main()) == "x"
+
+
+def test_results_at_the_edge_of_the_eager_wait_arrive_once_either_way():
+    """A wait of 1 us races the worker on most calls: each result must still arrive, once, with its own value."""
+    import asyncio
+
+    pool = DaemonThreadPool(max_workers=4)
+
+    async def main():
+        got = [await pool.run_async(lambda i=i: i * 3, eager_s=1e-6) for i in range(3000)]
+        assert got == [i * 3 for i in range(3000)]
+
+    asyncio.run(main())
