@@ -12,7 +12,7 @@ Each row gives wall-clock and CPU time (the process's, worker threads included) 
 frameworks alternate run by run, so a change of machine load hits both. On a shared machine the wall-clock figure
 includes waiting for a core (every sync tool call hands work to a worker thread and back); the CPU figure does not.
 
-Usage: python benchmarks/agent_overhead.py [--repeats 5] [--json]
+Usage: python benchmarks/agent_overhead.py [--repeats 5] [--warmup-s 2] [--json]
 """
 
 from __future__ import annotations
@@ -216,12 +216,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--samples", type=int, default=5000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--warmup-s", type=float, default=2.0)
     args = ap.parse_args()
 
-    for n in LENGTHS:  # warm-up both frameworks (imports, caches)
-        ours_run(min(n, 10))
-        ours_run(min(n, 10), inline=True)
-        smol_run(min(n, 10))
+    # warm-up, both frameworks alike, for at least --warmup-s (imports, caches, and a freshly started machine's
+    # clock: the first second of a cold VM ran every column 1.5x slower)
+    end = time.perf_counter() + args.warmup_s
+    while True:
+        for n in LENGTHS:
+            ours_run(min(n, 10))
+            ours_run(min(n, 10), inline=True)
+            smol_run(min(n, 10))
+        if time.perf_counter() >= end:
+            break
     rows = []
     for n in LENGTHS:
         runs: dict[str, list[tuple[float, float]]] = {"ours": [], "inline": [], "smol": []}
