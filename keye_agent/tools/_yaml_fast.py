@@ -290,13 +290,20 @@ def _parse_quietly(buf: bytearray) -> Any:
     that print is caught and dropped; anything else written to stderr meanwhile is passed on."""
     tree = ryml.Tree()
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to guard
+        try:
+            ryml.parse_in_place(buf, tree)
+        except Exception:  # noqa: BLE001 - the event composer reports the error
+            raise _Decline from None
+        return tree
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         failed = False
         try:
             ryml.parse_in_place(buf, tree)
-        except Exception:  # ryml's ExceptionParse and friends: the event composer reports the error
+        except Exception:  # noqa: BLE001 - ryml's ExceptionParse and friends: the event composer reports the error
             failed = True
         finally:
             os.dup2(saved, 2)
@@ -313,7 +320,7 @@ def _parse_quietly(buf: bytearray) -> Any:
     return tree
 
 
-def _json_number(kind: type, tags: dict[str, str]) -> Any:
+def _json_number(tags: dict[str, str]) -> Any:
     """A JSON number as PyYAML reads the same plain text (rapidyaml writes ``1e3`` bare; YAML 1.1 reads a string)."""
 
     def read(text: str) -> Any:
@@ -326,6 +333,10 @@ def _json_number(kind: type, tags: dict[str, str]) -> Any:
         return value
 
     return read
+
+
+def _no_constant(name: str) -> Any:
+    raise _Decline  # NaN or Infinity: the event composer words the error
 
 
 class _Walker:
@@ -435,8 +446,8 @@ def _compose(text: str) -> tuple[Any, TreePositions, TreePositions]:
             raise _Decline
     emitted = ryml.emit_json(t, root) if t.is_stream(t.root_id()) else ryml.emit_json(t)
     tags: dict[str, str] = {}
-    value = json.loads(emitted, parse_float=_json_number(float, tags), parse_int=_json_number(int, tags),
-                       parse_constant=lambda c: (_ for _ in ()).throw(_Decline()))
+    number = _json_number(tags)
+    value = json.loads(emitted, parse_float=number, parse_int=number, parse_constant=_no_constant)
     walker = _Walker(t, tags)
     last = walker.walk(value, (), root)
     # every node of the tree was one value: fewer values means keys that repeat (the event composer's error)

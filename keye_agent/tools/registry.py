@@ -140,7 +140,12 @@ class ToolRegistry:
             raise ToolValidationError(
                 f"arguments of {t.name!r} must be a JSON object, got {type(args).__name__}", tool=t.name
             )
-        errors = list(t.validator.iter_errors(args))
+        fast = t.fast_validator
+        try:
+            valid = fast is not None and fast.is_valid(args)
+        except (ValueError, TypeError, OverflowError):  # a value JSON has no word for (a tuple, a huge int)
+            valid = False
+        errors = [] if valid else list(t.validator.iter_errors(args))
         if errors:
             message, problems = format_validation_errors(t, errors)
             raise ToolValidationError(message, tool=t.name, problems=problems)
