@@ -33,6 +33,7 @@ from keye_agent.errors import (
     register_secret,
 )
 from keye_agent.retry import Backoff, Retrier, parse_retry_after
+from keye_agent.tools.decoding import ACCEPT_ENCODING, DecodingError, read_decoded
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
@@ -40,6 +41,10 @@ from ._video_frames import has_video, videos_as_frames
 from .base import BaseBackend, approx_token_count, run_sync
 
 log = logging.getLogger(__name__)
+
+MAX_RESPONSE_BYTES = 32 * 2**20
+"""The most of one non-streamed completion that is read, decoded (the tool-call parser reads 2,000,000 characters)."""
+_ERROR_BODY_BYTES = 64 * 1024
 
 _RETRY_STATUS = {408, 409, 429, 502, 503, 504}  # and a 500 that does not name a fault of the request itself
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
@@ -324,20 +329,38 @@ class OpenAIBackend(BaseBackend):
     def _log_retry(self, r: BaseException, wait: float, attempt: int) -> None:
         log.warning("%s; retry %d of %d in %.2f s", redact(str(r.args[0])), attempt, self.max_retries, wait)
 
+    async def _read(self, resp: httpx.Response) -> str:
+        """The body, decoded under :data:`MAX_RESPONSE_BYTES` (an error's under :data:`_ERROR_BODY_BYTES`) as it
+        streams: a larger one, or one compressed past that, is an error, not a read into memory."""
+        cap = MAX_RESPONSE_BYTES if resp.status_code == 200 else _ERROR_BODY_BYTES
+        try:
+            raw, over = await read_decoded(resp, cap)
+        except DecodingError as e:
+            raise BackendConnectionError(redact(f"{self.url} sent a body that cannot be decoded: {e}"),
+                                         status_code=resp.status_code) from None
+        if over and resp.status_code == 200:
+            raise BackendConnectionError(
+                f"{self.url} answered more than {cap:,} bytes (decoded) for one completion; read no further",
+                status_code=200, hint="lower max_tokens, or check that base_url is an OpenAI-compatible server")
+        return raw.decode("utf-8", "replace")
+
     async def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            resp = await self._client().post(self.url, json=body)
+            async with self._client().stream("POST", self.url, json=body,
+                                             headers={"Accept-Encoding": ACCEPT_ENCODING}) as resp:
+                status, headers = resp.status_code, resp.headers
+                text = await self._read(resp)
         except httpx.TimeoutException as e:
             raise self._timeout_error(e) from None
         except httpx.TransportError as e:
             raise self._transport_error(e) from None
-        if resp.status_code != 200:
-            self._raise_for_status(resp.status_code, resp.headers, resp.text)
+        if status != 200:
+            self._raise_for_status(status, headers, text)
         try:
-            data = resp.json()
+            data = json.loads(text)
         except ValueError:
             raise BackendConnectionError(
-                redact(f"{self.url} answered HTTP 200 with a body that is not JSON: {_short(resp.text)}"),
+                redact(f"{self.url} answered HTTP 200 with a body that is not JSON: {_short(text)}"),
                 status_code=200) from None
         return _completion(data, self.url)
 
@@ -347,13 +370,14 @@ class OpenAIBackend(BaseBackend):
         done = False
         try:
             async with self._client().stream("POST", self.url, json=body,
-                                             headers={"Accept": "text/event-stream"}) as resp:
+                                             headers={"Accept": "text/event-stream",
+                                                      "Accept-Encoding": ACCEPT_ENCODING}) as resp:
                 if resp.status_code != 200:
-                    text = (await resp.aread()).decode("utf-8", "replace")
+                    text = await self._read(resp)
                     self._raise_for_status(resp.status_code, resp.headers, text)
                 if resp.headers.get("content-type", "").startswith("application/json"):
                     # a server that ignores "stream": true and answers with the whole completion
-                    body_text = (await resp.aread()).decode("utf-8", "replace")
+                    body_text = await self._read(resp)
                     data = _completion(_json_or_text(body_text), self.url)
                     text, reasoning = builder.add_delta(data["choices"][0].get("message") or {})
                     builder.finish = data["choices"][0].get("finish_reason") or "stop"

@@ -9,6 +9,7 @@ subject to the fetch tool's private-address guard.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,11 +19,14 @@ import httpx
 
 from keye_agent.errors import ConfigError, SearchError, TransientError, redact
 from keye_agent.retry import Backoff, Retrier, parse_retry_after
+from keye_agent.tools.decoding import ACCEPT_ENCODING, DecodingError, read_decoded_sync
 
 from .ratelimit import RateLimiter
 from .results import SearchResult, check_region, check_time_range, dedupe
 
 _SAFESEARCH = {"off": 0, "moderate": 1, "on": 2, "strict": 2}
+MAX_RESPONSE_BYTES = 8 * 2**20
+"""The most of a SearXNG answer that is read, decoded (a page of results is tens of kB)."""
 
 
 def _language(region: str | None) -> str | None:
@@ -115,27 +119,36 @@ class SearxngBackend:
     def _get(self, client: httpx.Client, params: dict[str, Any]) -> dict[str, Any]:
         self.limiter.acquire()
         try:
-            resp = client.get(f"{self.base_url}/search", params=params)
+            with client.stream("GET", f"{self.base_url}/search", params=params,
+                               headers={"Accept-Encoding": ACCEPT_ENCODING}) as resp:
+                status, headers = resp.status_code, resp.headers
+                body, over = read_decoded_sync(resp, MAX_RESPONSE_BYTES if status == 200 else 4096)
         except httpx.TransportError as e:
             raise TransientError(f"cannot reach SearXNG at {self.base_url}: {type(e).__name__}: {e}") from e
-        if resp.status_code == 429 or resp.status_code >= 500:
+        except DecodingError as e:
+            raise SearchError(f"SearXNG at {self.base_url} sent a body that cannot be read: {e}") from None
+        if status == 429 or status >= 500:
             raise TransientError(
-                f"SearXNG at {self.base_url} answered HTTP {resp.status_code}",
-                kind="rate_limited" if resp.status_code == 429 else "server_error", status_code=resp.status_code,
-                retry_after=parse_retry_after(resp.headers.get("retry-after")),
+                f"SearXNG at {self.base_url} answered HTTP {status}",
+                kind="rate_limited" if status == 429 else "server_error", status_code=status,
+                retry_after=parse_retry_after(headers.get("retry-after")),
             )
-        if resp.status_code == 403:
+        if status == 403:
             raise SearchError(
                 f"SearXNG at {self.base_url} refused the JSON API (HTTP 403)",
                 hint="enable it in the instance's settings.yml: search: formats: [html, json]",
             )
-        if resp.status_code != 200:
-            raise SearchError(f"SearXNG at {self.base_url} answered HTTP {resp.status_code}: {resp.text[:200]!r}")
+        text = body.decode("utf-8", "replace")
+        if status != 200:
+            raise SearchError(f"SearXNG at {self.base_url} answered HTTP {status}: {text[:200]!r}")
+        if over:
+            raise SearchError(f"SearXNG at {self.base_url} answered more than {MAX_RESPONSE_BYTES:,} bytes (decoded); "
+                              "read no further", hint="ask for fewer results (max_results)")
         try:
-            data = resp.json()
+            data = json.loads(text)
         except ValueError as e:
             raise SearchError(
-                f"SearXNG at {self.base_url} did not answer JSON (content-type {resp.headers.get('content-type')!r})",
+                f"SearXNG at {self.base_url} did not answer JSON (content-type {headers.get('content-type')!r})",
                 hint="check that base_url points at a SearXNG instance with the JSON format enabled",
             ) from e
         if not isinstance(data, dict) or not isinstance(data.get("results", []), list):

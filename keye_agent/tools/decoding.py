@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "DecodingError", "read_decoded"]
+__all__ = ["ACCEPT_ENCODING", "DecodingError", "read_decoded", "read_decoded_sync"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 _SLICE = 64 * 1024
@@ -94,32 +94,62 @@ def _through(data: bytes, layers: list[_Layer], i: int) -> Iterator[bytes]:
         yield from _through(out, layers, i - 1)
 
 
+class _Reader:
+    """The decoded body as raw chunks arrive: what both :func:`read_decoded` and :func:`read_decoded_sync` read."""
+
+    def __init__(self, resp: httpx.Response, cap: int) -> None:
+        self.layers = _layers(resp, cap)
+        self.cap, self.size = cap, 0
+        self.chunks: list[bytes] = []
+
+    def _take(self, pieces: Iterator[bytes]) -> bool:
+        for piece in pieces:
+            room = self.cap - self.size
+            if len(piece) > room:
+                self.chunks.append(piece[:room])
+                return True
+            self.chunks.append(piece)
+            self.size += len(piece)
+        return False
+
+    def feed(self, raw: bytes) -> bool:
+        """Take one raw chunk; True once the cap is passed (stop reading)."""
+        try:
+            return self._take(_through(raw, self.layers, len(self.layers) - 1))
+        except _Over:
+            return True
+
+    def finish(self) -> bool:
+        """What each layer still holds, through the layers below it; True if that passed the cap."""
+        try:
+            for i in range(len(self.layers) - 1, -1, -1):
+                tail = self.layers[i].finish()
+                if tail and self._take(_through(tail, self.layers, i - 1)):
+                    return True
+        except _Over:
+            return True
+        return False
+
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
 async def read_decoded(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:
     """(the first ``cap`` decoded bytes of the body, whether there was more). Stops reading the moment any layer
     produced more than it may; raises :class:`DecodingError` for a body it cannot decode."""
-    layers = _layers(resp, cap)
-    chunks: list[bytes] = []
-    size = 0
+    reader = _Reader(resp, cap)
+    async for raw in resp.aiter_raw():
+        if reader.feed(raw):
+            return reader.body(), True
+    over = reader.finish()
+    return reader.body(), over
 
-    def take(pieces: Iterator[bytes]) -> bool:
-        nonlocal size
-        for piece in pieces:
-            room = cap - size
-            if len(piece) > room:
-                chunks.append(piece[:room])
-                return True
-            chunks.append(piece)
-            size += len(piece)
-        return False
 
-    try:
-        async for raw in resp.aiter_raw():
-            if take(_through(raw, layers, len(layers) - 1)):
-                return b"".join(chunks), True
-        for i in range(len(layers) - 1, -1, -1):  # what each layer still holds, through the layers below it
-            tail = layers[i].finish()
-            if tail and take(_through(tail, layers, i - 1)):
-                return b"".join(chunks), True
-    except _Over:
-        return b"".join(chunks), True
-    return b"".join(chunks), False
+def read_decoded_sync(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    """:func:`read_decoded` for a response of a sync ``httpx.Client`` stream."""
+    reader = _Reader(resp, cap)
+    for raw in resp.iter_raw():
+        if reader.feed(raw):
+            return reader.body(), True
+    over = reader.finish()
+    return reader.body(), over

@@ -76,3 +76,29 @@ def test_an_image_url_behind_a_compression_bomb_stops_at_the_media_cap(monkeypat
         finally:
             tracemalloc.stop()
     assert peak < 32 * 2**20, f"peak {peak:,} bytes"
+
+
+def test_a_searxng_answer_is_read_under_its_cap_too() -> None:
+    """A SearXNG instance (the user's own, so not behind the address guard) that sends a compression bomb gets a
+    SearchError with the figure; httpx's own decoder held the whole 256 MiB layer before."""
+    from keye_agent.errors import SearchError
+    from keye_agent.search.searxng import MAX_RESPONSE_BYTES, SearxngBackend
+
+    bomb = _double_gzip_bomb()
+
+    def bombed(h: BaseHTTPRequestHandler) -> None:
+        reply(h, 200, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip, gzip"})
+
+    error: SearchError | None = None
+    with serve({"/search": bombed}) as base:
+        tracemalloc.start()
+        try:
+            try:
+                SearxngBackend(base).search("python")
+            except SearchError as e:
+                error = e
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert error is not None and f"more than {MAX_RESPONSE_BYTES:,} bytes" in str(error), error
+    assert peak < 3 * MAX_RESPONSE_BYTES, f"peak {peak:,} bytes"
