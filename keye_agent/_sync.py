@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -16,13 +17,21 @@ _local = threading.local()
 def _thread_loop() -> asyncio.AbstractEventLoop:
     """This thread's loop for sync calls, made at the first one and kept: a new loop per call (what asyncio.run
     does) costs ~0.2 ms to make and tear down, a tenth of a planner step's own overhead. Closed when the thread's
-    object goes, or at exit."""
+    object goes, or at exit, by the process that made it: a forked child shares the loop's epoll instance and
+    self-pipe with its parent, so it makes its own and leaves the inherited one untouched (closing it there would
+    unregister the parent's self-pipe and the parent's loop would never wake for a worker's result again)."""
     loop = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
+    pid = os.getpid()
+    if loop is None or loop.is_closed() or _local.pid != pid:
         loop = asyncio.new_event_loop()
-        _local.loop = loop
-        weakref.finalize(threading.current_thread(), loop.close)
+        _local.loop, _local.pid = loop, pid
+        weakref.finalize(threading.current_thread(), _close_in, pid, loop)
     return loop
+
+
+def _close_in(pid: int, loop: asyncio.AbstractEventLoop) -> None:
+    if os.getpid() == pid and not loop.is_closed():
+        loop.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -18,8 +18,10 @@ gathered), is awaited as usual: the loop is never parked past ``eager_s``.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -57,6 +59,16 @@ def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) 
         fut.set_exception(error)
 
 
+_POOLS: weakref.WeakSet[DaemonThreadPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's worker threads: its pools start empty (else a call would be queued
+    for an "idle" worker that does not exist there, and wait forever)."""
+    for pool in list(_POOLS):
+        pool._reset()
+
+
 class DaemonThreadPool(Executor):
     def __init__(self, max_workers: int = 32, name: str = "keye-tool") -> None:
         if max_workers < 1:
@@ -70,6 +82,12 @@ class DaemonThreadPool(Executor):
         """Workers waiting for work that no submitted item has claimed yet."""
         self._backlog = 0
         """Items queued with no worker to claim them (all busy, at the limit): the next worker to finish takes one."""
+        _POOLS.add(self)
+
+    def _reset(self) -> None:
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = self._idle = self._backlog = 0
 
     @property
     def workers(self) -> int:
@@ -164,3 +182,7 @@ class DaemonThreadPool(Executor):
                 self._backlog -= 1  # take a waiting item: this worker stays claimed
             else:
                 self._idle += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
