@@ -33,7 +33,13 @@ from keye_agent.errors import (
     register_secret,
 )
 from keye_agent.retry import Backoff, Retrier, parse_retry_after
-from keye_agent.tools.decoding import ACCEPT_ENCODING, DecodingError, read_decoded
+from keye_agent.tools.decoding import (
+    ACCEPT_ENCODING,
+    BodyTooLarge,
+    DecodingError,
+    aiter_decoded_lines,
+    read_decoded,
+)
 from keye_agent.types import AssistantTurn, GenerationSettings, Message, StreamChunk, Usage
 
 from ._openai_wire import OPENAI_CALL_FORMAT, DeltaRouter, TurnBuilder, request_body
@@ -45,6 +51,10 @@ log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 32 * 2**20
 """The most of one non-streamed completion that is read, decoded (the tool-call parser reads 2,000,000 characters)."""
 _ERROR_BODY_BYTES = 64 * 1024
+MAX_STREAM_BYTES = 256 * 2**20
+"""The most of one streamed completion that is read, decoded, every event counted."""
+MAX_EVENT_CHARS = 16 * 2**20
+"""The longest line of a stream (one event's data)."""
 
 _RETRY_STATUS = {408, 409, 429, 502, 503, 504}  # and a 500 that does not name a fault of the request itself
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
@@ -386,7 +396,7 @@ class OpenAIBackend(BaseBackend):
                         if piece:
                             yield kind, piece
                     return
-                async for line in resp.aiter_lines():
+                async for line in aiter_decoded_lines(resp, MAX_STREAM_BYTES, MAX_EVENT_CHARS):
                     if not line.startswith("data:"):
                         continue  # blank separators, ": keep-alive" comments, "event:" names
                     payload = line[5:].strip()
@@ -419,6 +429,10 @@ class OpenAIBackend(BaseBackend):
             raise self._timeout_error(e, events) from None
         except httpx.TransportError as e:
             raise self._transport_error(e, events) from None
+        except (BodyTooLarge, DecodingError) as e:
+            raise BackendConnectionError(
+                redact(f"the stream from {self.url} after {events} event(s): {e}; read no further"),
+                hint="check that base_url is an OpenAI-compatible server; lower max_tokens") from None
         if not done and builder.finish is None and not events and body.get("tools"):
             # llama-cpp-python answers a streamed request with tools it cannot stream by 200 and an empty stream
             # (the error stays in its log): the same case as an in-band "cannot stream" error

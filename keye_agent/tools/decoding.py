@@ -9,12 +9,14 @@ sends another encoding gets a :class:`DecodingError`.
 
 from __future__ import annotations
 
+import codecs
+import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "DecodingError", "read_decoded", "read_decoded_sync"]
+__all__ = ["ACCEPT_ENCODING", "BodyTooLarge", "DecodingError", "aiter_decoded_lines", "read_decoded", "read_decoded_sync"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 _SLICE = 64 * 1024
@@ -153,3 +155,59 @@ def read_decoded_sync(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:
             return reader.body(), True
     over = reader.finish()
     return reader.body(), over
+
+
+class BodyTooLarge(ValueError):
+    """A streamed body, or one line of it, passed its cap on decoded bytes."""
+
+
+_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+async def aiter_decoded_lines(resp: httpx.Response, cap: int, max_line: int) -> AsyncIterator[str]:
+    """The body's lines as they arrive (split as ``str.splitlines`` splits, as httpx's ``aiter_lines`` does, line
+    ends removed), decoded layer by layer under ``cap`` bytes in all and ``max_line`` characters a line: past
+    either, :class:`BodyTooLarge` at once, before the rest is decoded."""
+    layers = _layers(resp, cap)
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending: list[str] = []  # the pieces of a line not ended yet
+    pending_len = 0
+    size = 0
+
+    def lines_of(piece: bytes, final: bool = False) -> list[str]:
+        nonlocal pending_len, size
+        size += len(piece)
+        if size > cap:
+            raise BodyTooLarge(f"the body passed {cap:,} bytes (decoded)")
+        new = text.decode(piece, final)
+        if not final and not _BREAKS.search(new):  # no line end in it: the line grows, nothing is split
+            pending.append(new)
+            pending_len += len(new)
+            if pending_len > max_line:
+                raise BodyTooLarge(f"one line passed {max_line:,} characters")
+            return []
+        parts = ("".join(pending) + new).splitlines(keepends=True)
+        pending.clear()
+        pending_len = 0
+        if parts and not final and (not _BREAKS.search(parts[-1][-1]) or parts[-1].endswith("\r")):
+            last = parts.pop()  # no line end yet, or a CR whose LF may come in the next piece
+            pending.append(last)
+            pending_len = len(last)
+            if pending_len > max_line:
+                raise BodyTooLarge(f"one line passed {max_line:,} characters")
+        return [p.rstrip("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") for p in parts]
+
+    try:
+        async for raw in resp.aiter_raw():
+            for piece in _through(raw, layers, len(layers) - 1):
+                for line in lines_of(piece):
+                    yield line
+        for i in range(len(layers) - 1, -1, -1):
+            tail = layers[i].finish()
+            for piece in _through(tail, layers, i - 1) if tail else ():
+                for line in lines_of(piece):
+                    yield line
+        for line in lines_of(b"", final=True):
+            yield line
+    except _Over:
+        raise BodyTooLarge(f"the body passed {cap:,} bytes (decoded)") from None

@@ -73,3 +73,32 @@ async def _collect(backend: OpenAIBackend, stream: bool) -> None:
         return
     async for _ in backend.astream([Message.user("hi")], None, GenerationSettings()):
         pass
+
+
+def _sse(h: BaseHTTPRequestHandler, body: bytes) -> None:
+    h.rfile.read(int(h.headers["Content-Length"]))
+    reply(h, 200, gzip.compress(body), {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"})
+
+
+def test_a_streamed_event_past_the_line_cap_stops_the_read() -> None:
+    from keye_agent.backends.openai import MAX_EVENT_CHARS
+
+    endless = b"data: " + b"x" * (MAX_EVENT_CHARS + 2**20)  # one event with no line end: 17 MiB, 17 kB gzipped
+    with serve({"/v1/chat/completions": lambda h: _sse(h, endless)}) as base:
+        with pytest.raises(BackendConnectionError, match=f"one line passed {MAX_EVENT_CHARS:,} characters"):
+            asyncio.run(_collect(_backend(base, stream=True), True))
+
+
+def test_a_gzipped_event_stream_reads_as_a_plain_one() -> None:
+    events = [{"id": "c", "object": "chat.completion.chunk", "model": "m",
+               "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+              for piece in ("Hel", "lo é", "!")]
+    events.append({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = "".join(f"data: {json.dumps(e)}\r\n\r\n" for e in events).encode() + b": keep-alive\n\ndata: [DONE]\n\n"
+    async def text(backend: OpenAIBackend) -> str:
+        return "".join([c.text async for c in backend.astream([Message.user("hi")], None, GenerationSettings())
+                        if c.kind == "text"])
+
+    with serve({"/v1/chat/completions": lambda h: _sse(h, body)}) as base:
+        assert asyncio.run(text(_backend(base, stream=True))) == "Hello é!"
