@@ -25,6 +25,8 @@ import platform
 import statistics
 import time
 import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from keye_agent.agent import Agent
 from keye_agent.backends.scripted import ScriptedBackend
@@ -124,20 +126,8 @@ def dispatch_costs(samples: int) -> dict[str, tuple[float, float]]:
     for label, t in variants.items():
         reg = ToolRegistry([t])
         call = ToolCall(id="c", name="noop", arguments={"x": 1})
-
-        async def measure(reg: ToolRegistry = reg, call: ToolCall = call) -> list[float]:
-            times = []
-            for _ in range(200):  # warm-up
-                await reg.call(call)
-            for _ in range(samples):
-                t0 = time.perf_counter()
-                r = await reg.call(call)
-                times.append(time.perf_counter() - t0)
-                assert r.ok
-            return times
-
-        times = sorted(asyncio.run(measure()))
-        out[label] = (times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6)
+        out[label] = _percentiles(asyncio.run(_await_times(lambda reg=reg, call=call: reg.call(call), samples,
+                                                           ok=lambda r: r.ok)))
     validate_times = []
     reg = ToolRegistry([noop])
     call = ToolCall(id="c", name="noop", arguments={"x": 1})
@@ -145,9 +135,7 @@ def dispatch_costs(samples: int) -> dict[str, tuple[float, float]]:
         t0 = time.perf_counter()
         reg.validate(call)
         validate_times.append(time.perf_counter() - t0)
-    validate_times.sort()
-    out["validation only"] = (validate_times[len(validate_times) // 2] * 1e6,
-                              validate_times[int(len(validate_times) * 0.99)] * 1e6)
+    out["validation only"] = _percentiles(validate_times)
     out["hand-off only (pool, no tool)"] = _percentiles(_handoff_times(samples))
     out["  same, no eager wait"] = _percentiles(_handoff_times(samples, eager=False))
     out["floor: 2-thread queue ping-pong"] = _percentiles(_pingpong_times(samples))
@@ -155,8 +143,23 @@ def dispatch_costs(samples: int) -> dict[str, tuple[float, float]]:
 
 
 def _percentiles(times: list[float]) -> tuple[float, float]:
+    """(p50, p99) in microseconds."""
     times = sorted(times)
     return times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6
+
+
+async def _await_times(make: Callable[[], Awaitable[Any]], samples: int,
+                       ok: Callable[[Any], bool] = lambda r: True) -> list[float]:
+    """Seconds of each of ``samples`` awaits of ``make()``, after 200 to warm up; each result must be ``ok``."""
+    for _ in range(200):
+        await make()
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        result = await make()
+        times.append(time.perf_counter() - t0)
+        assert ok(result), result
+    return times
 
 
 def _handoff_times(samples: int, eager: bool = True) -> list[float]:
@@ -168,18 +171,7 @@ def _handoff_times(samples: int, eager: bool = True) -> list[float]:
         return None
 
     wait = EAGER_WAIT_S if eager else 0.0
-
-    async def measure() -> list[float]:
-        for _ in range(200):
-            await _POOL.run_async(nothing, eager_s=wait)
-        times = []
-        for _ in range(samples):
-            t0 = time.perf_counter()
-            await _POOL.run_async(nothing, eager_s=wait)
-            times.append(time.perf_counter() - t0)
-        return times
-
-    return asyncio.run(measure())
+    return asyncio.run(_await_times(lambda: _POOL.run_async(nothing, eager_s=wait), samples))
 
 
 def _pingpong_times(samples: int) -> list[float]:

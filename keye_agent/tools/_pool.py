@@ -141,24 +141,19 @@ class DaemonThreadPool(Executor):
         while True:
             loop, fut, fn, args, kwargs, eager = get()
             value = error = None
+            # a concurrent Future is marked running (or found cancelled); a loop's future is skipped if done
+            if fut.set_running_or_notify_cancel() if loop is None else not fut.done():
+                try:
+                    value = fn(*args, **kwargs)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+                    error = e
+            self._done()
             if loop is None:
-                if fut.set_running_or_notify_cancel():
-                    try:
-                        value = fn(*args, **kwargs)
-                    except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
-                        error = e
-                self._done()
                 if error is not None:
                     fut.set_exception(error)
                 elif fut.running():
                     fut.set_result(value)
             else:
-                if not fut.done():
-                    try:
-                        value = fn(*args, **kwargs)
-                    except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
-                        error = e
-                self._done()
                 waiting = False
                 if eager is not None:
                     with eager.mutex:

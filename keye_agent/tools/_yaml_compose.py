@@ -27,7 +27,7 @@ import yaml
 
 from keye_agent.errors import ConfigError
 
-from ._yaml_fast import FAST_MIN_CHARS, compose_fast
+from ._yaml_fast import FAST_MIN_CHARS, compose_fast, plain_tag
 
 __all__ = ["ALIAS_BUDGET", "MAX_DEPTH", "compose"]
 
@@ -80,7 +80,6 @@ class _Composer:
         self.open_anchors = 0
         self.aliased = 0  # nodes aliases added
         self._tags: dict[str, str] = {}
-        self._resolvers = loader.yaml_implicit_resolvers
 
     def error(self, message: str, pos: tuple[int, int], hint: str | None = None) -> ConfigError:
         return ConfigError(message, file=self.file, line=pos[0], column=pos[1], hint=hint)
@@ -105,16 +104,7 @@ class _Composer:
         return value
 
     def _plain_tag(self, value: str) -> str:
-        """The tag of a plain scalar (``5`` -> int, ``true`` -> bool, ``x`` -> str), cached by text."""
-        tag = self._tags.get(value)
-        if tag is None:
-            if value and value[0] not in self._resolvers:  # no implicit type starts with this character
-                tag = _STR
-            else:
-                tag = self.loader.resolve(yaml.ScalarNode, value, (True, False))
-            if len(value) <= 64:
-                self._tags[value] = tag
-        return tag
+        return plain_tag(value, self._tags)
 
     def _scalar(self, event: Any) -> Any:
         tag = event.tag

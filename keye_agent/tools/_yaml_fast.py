@@ -61,18 +61,30 @@ def available() -> bool:
     return ryml is not None
 
 
-def _plain_tag(text: str, cache: dict[str, str]) -> str:
-    """The tag PyYAML's resolver gives ``text`` written plain (the rules of the event composer's ``_plain_tag``)."""
+def plain_tag(text: str, cache: dict[str, str]) -> str:
+    """The tag of ``text`` written as a plain scalar (``5`` -> int, ``true`` -> bool, ``x`` -> str), as PyYAML's
+    safe resolver gives it, cached by text; both YAML readers ask this."""
     tag = cache.get(text)
     if tag is None:
-        tag = _STR
-        for candidate, regexp in _RESOLVERS.get(text[0], ()) if text else ():
-            if regexp.match(text):
-                tag = candidate
-                break
+        if text and text[0] not in _RESOLVERS:  # no implicit type starts with this character
+            tag = _STR
+        else:
+            tag = _CONSTRUCTOR.resolve(yaml.ScalarNode, text, (True, False))
         if len(text) <= 64:
             cache[text] = tag
     return tag
+
+
+def _construct(tag: str, text: str) -> Any:
+    """``text`` built as PyYAML's safe loader builds a plain scalar of ``tag``; a tag without a constructor
+    ("<<", "=") or a number that is not finite is the event composer's to report."""
+    constructor = _CONSTRUCTOR.yaml_constructors.get(tag)
+    if tag == _STR or constructor is None:
+        raise _Decline
+    value = constructor(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Decline
+    return value
 
 
 class _PyBuffer(ctypes.Structure):
@@ -278,11 +290,11 @@ class TreePositions(Mapping[Path_, tuple[int, int]]):
     def __contains__(self, path: object) -> bool:
         return isinstance(path, tuple) and self._lookup(path) is not None
 
-    def __iter__(self) -> Iterator[Path_]:  # positions are looked up, never listed
-        return iter(())
+    def __iter__(self) -> Iterator[Path_]:
+        raise TypeError("positions of the fast YAML reader are looked up by path, never listed")
 
     def __len__(self) -> int:
-        return 0
+        raise TypeError("positions of the fast YAML reader are looked up by path, never counted")
 
 
 def _parse_quietly(buf: bytearray) -> Any:
@@ -324,13 +336,8 @@ def _json_number(tags: dict[str, str]) -> Any:
     """A JSON number as PyYAML reads the same plain text (rapidyaml writes ``1e3`` bare; YAML 1.1 reads a string)."""
 
     def read(text: str) -> Any:
-        tag = _plain_tag(text, tags)
-        if tag == _STR:
-            return text
-        value = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _Decline
-        return value
+        tag = plain_tag(text, tags)
+        return text if tag == _STR else _construct(tag, text)
 
     return read
 
@@ -352,30 +359,18 @@ class _Walker:
 
     def typed(self, text: str, node: int) -> Any:
         """A string value ``text`` at ``node`` as PyYAML reads it: itself unless it was written plain and reads
-        as something else."""
-        tag = _plain_tag(text, self.tags)
-        if tag == _STR and text[0] not in _REFUSED_FIRST:
+        as something else (a reserved indicator written plain is libyaml's error: declined)."""
+        tag = plain_tag(text, self.tags)
+        if (tag == _STR and text[0] not in _REFUSED_FIRST) or not self.tree.is_val_plain(node):
             return text
-        if not self.tree.is_val_plain(node):
-            return text
-        constructor = _CONSTRUCTOR.yaml_constructors.get(tag)
-        if tag == _STR or constructor is None:  # a reserved indicator, or "=" / "<<": the event composer's
-            raise _Decline
-        value = constructor(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _Decline
-        return value
+        return _construct(tag, text)
 
     def key(self, text: str, node: int) -> None:
         if text and text[0] in _SPECIAL_FIRST:
-            tag = _plain_tag(text, self.tags)
+            tag = plain_tag(text, self.tags)
             if tag != _STR or text[0] in _REFUSED_FIRST:  # what it reads as depends on how it was written
-                if self.tree.is_key_plain(node):
-                    constructor = _CONSTRUCTOR.yaml_constructors.get(tag)
-                    if tag == _STR or constructor is None:  # "<<" (a merge), "=", a reserved indicator
-                        raise _Decline
-                    if str(constructor(_CONSTRUCTOR, yaml.ScalarNode(tag, text))) != text:
-                        raise _Decline  # the event composer keys by str(value): "yes" becomes "True"
+                if self.tree.is_key_plain(node) and str(_construct(tag, text)) != text:
+                    raise _Decline  # the event composer keys by str(value): "yes" becomes "True"
                 return
         self.plain_keys.add(text)
 
@@ -414,7 +409,7 @@ def compose_fast(text: str) -> tuple[Any, TreePositions, TreePositions] | None:
     except (_Decline, RecursionError, ValueError):  # ValueError: JSON rapidyaml wrote that json refuses (+5)
         return None
     except Exception as e:  # rapidyaml's own exceptions (its emitter's depth limit): the event composer decides
-        if ryml is not None and isinstance(e, ryml.ExceptionBasic):
+        if isinstance(e, ryml.ExceptionBasic):
             return None
         raise
     finally:

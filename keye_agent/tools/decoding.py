@@ -96,6 +96,14 @@ def _through(data: bytes, layers: list[_Layer], i: int) -> Iterator[bytes]:
         yield from _through(out, layers, i - 1)
 
 
+def _tails(layers: list[_Layer]) -> Iterator[bytes]:
+    """What each layer still holds at the end of the body (the outermost first), through the layers below it."""
+    for i in range(len(layers) - 1, -1, -1):
+        tail = layers[i].finish()
+        if tail:
+            yield from _through(tail, layers, i - 1)
+
+
 class _Reader:
     """The decoded body as raw chunks arrive: what both :func:`read_decoded` and :func:`read_decoded_sync` read."""
 
@@ -124,13 +132,9 @@ class _Reader:
     def finish(self) -> bool:
         """What each layer still holds, through the layers below it; True if that passed the cap."""
         try:
-            for i in range(len(self.layers) - 1, -1, -1):
-                tail = self.layers[i].finish()
-                if tail and self._take(_through(tail, self.layers, i - 1)):
-                    return True
+            return self._take(_tails(self.layers))
         except _Over:
             return True
-        return False
 
     def body(self) -> bytes:
         return b"".join(self.chunks)
@@ -202,11 +206,9 @@ async def aiter_decoded_lines(resp: httpx.Response, cap: int, max_line: int) -> 
             for piece in _through(raw, layers, len(layers) - 1):
                 for line in lines_of(piece):
                     yield line
-        for i in range(len(layers) - 1, -1, -1):
-            tail = layers[i].finish()
-            for piece in _through(tail, layers, i - 1) if tail else ():
-                for line in lines_of(piece):
-                    yield line
+        for piece in _tails(layers):
+            for line in lines_of(piece):
+                yield line
         for line in lines_of(b"", final=True):
             yield line
     except _Over:
