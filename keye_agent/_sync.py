@@ -15,8 +15,8 @@ _local = threading.local()
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
-    """This thread's loop for sync calls, made at the first one and kept: a new loop per call (what asyncio.run
-    does) costs ~0.2 ms to make and tear down, a tenth of a planner step's own overhead. Closed when the thread's
+    """This thread's loop for sync calls, made at the first one and kept (a new loop per call, what asyncio.run
+    does, is made and torn down every time, a fixed cost on every planner run). Closed when the thread's
     object goes, or at exit, by the process that made it: a forked child shares the loop's epoll instance and
     self-pipe with its parent, so it makes its own and leaves the inherited one untouched (closing it there would
     unregister the parent's self-pipe and the parent's loop would never wake for a worker's result again)."""

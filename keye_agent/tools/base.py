@@ -107,9 +107,9 @@ class Tool:
 
     @cached_property
     def fast_validator(self) -> Any | None:
-        """jsonschema-rs's validator of the same schema, for the common case (valid arguments, in a microsecond
-        against jsonschema's ~14): a call it refuses, or cannot read, goes to :attr:`validator`, which words the
-        errors. Formats are annotations, as in jsonschema; nothing is fetched. None where it cannot be built."""
+        """jsonschema-rs's validator of the same schema, for the common case (valid arguments; its cost is the
+        "validation only" row of benchmarks/agent_overhead.py): a call it refuses, or cannot read, goes to
+        :attr:`validator`, which words the errors. Formats are annotations, as in jsonschema; nothing is fetched. None where it cannot be built."""
         try:
             import jsonschema_rs
             return jsonschema_rs.Draft202012Validator(self.parameters, validate_formats=False, offline=True)
